@@ -1,0 +1,41 @@
+# logitd — the commands a user types. Everything works on a fresh Debian 12 machine:
+# `make test` installs the system packages it needs, builds and runs the tests.
+
+APT_PACKAGES := libzstd-dev liblz4-dev libxxhash-dev libsqlite3-dev libopenblas-dev pkg-config
+SWIFT ?= swift
+CONFIG ?= debug
+# Tests run in parallel worker processes; 2 matches this project's machines.
+TEST_WORKERS ?= 2
+
+.PHONY: deps build release test bench clean
+
+## deps: install the Debian packages the build links against (only those missing).
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	$(SWIFT) build -c $(CONFIG)
+
+release: deps
+	$(SWIFT) build -c release
+
+## test: build and run the whole test suite (the README's test command).
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --parallel --num-workers $(TEST_WORKERS)
+
+## bench: every benchmark, release build, one JSON line each.
+bench: release
+	.build/release/logit-bench topk --json
+	.build/release/logit-bench format --json
+	.build/release/logit-bench optim --json
+
+clean:
+	rm -rf .build

@@ -1,0 +1,1 @@
+// Catalog layer (being written)

@@ -1,0 +1,156 @@
+import Foundation
+
+/// One sequence of a dataset: its input tokens and, for every supervised position `t`
+/// (predicting `tokens[t+1]`), the teacher's candidate set. Candidate sets are stored flat
+/// (CSR): set `t` is `ids[setOffsets[t] ..< setOffsets[t+1]]` with the matching `logprobs`.
+///
+/// The cache alone is enough to train from, so the tokens travel with the sets.
+public struct SequenceRecord: Sendable, Equatable {
+    /// Client key, unique within its dataset; re-sending the same key is idempotent.
+    public var key: String
+    /// Input token ids `x[0..L)`, L ≥ 2.
+    public var tokens: [UInt32]
+    /// Optional per-position loss mask (length L − 1, values 0 or 1); nil means all 1.
+    public var lossMask: [UInt8]?
+    /// CSR offsets, length L: `setOffsets[0] == 0`, non-decreasing, last == ids.count.
+    public var setOffsets: [UInt32]
+    /// Candidate token ids, set after set. Order within a set is not significant.
+    public var ids: [UInt32]
+    /// Teacher full-vocabulary log-probabilities matching `ids` (finite, ≤ 0).
+    public var logprobs: [Float]
+    /// Per position: the gold token was not in the τ-prefix and was added.
+    public var goldForced: [Bool]
+
+    public init(key: String, tokens: [UInt32], lossMask: [UInt8]? = nil, setOffsets: [UInt32],
+                ids: [UInt32], logprobs: [Float], goldForced: [Bool]) {
+        self.key = key
+        self.tokens = tokens
+        self.lossMask = lossMask
+        self.setOffsets = setOffsets
+        self.ids = ids
+        self.logprobs = logprobs
+        self.goldForced = goldForced
+    }
+
+    /// Builds a record from per-position sets (convenient for tests and importers).
+    public init(key: String, tokens: [UInt32], lossMask: [UInt8]? = nil, sets: [CandidateSet]) {
+        var offsets: [UInt32] = [0]
+        offsets.reserveCapacity(sets.count + 1)
+        var ids: [UInt32] = []
+        var lps: [Float] = []
+        for set in sets {
+            ids.append(contentsOf: set.ids)
+            lps.append(contentsOf: set.logprobs)
+            offsets.append(UInt32(truncatingIfNeeded: ids.count))
+        }
+        self.init(key: key, tokens: tokens, lossMask: lossMask, setOffsets: offsets, ids: ids,
+                  logprobs: lps, goldForced: sets.map(\.goldForced))
+    }
+
+    /// Supervised positions: L − 1.
+    @inlinable public var positions: Int { max(tokens.count - 1, 0) }
+
+    /// Number of stored candidates (Σ K).
+    @inlinable public var candidates: Int { ids.count }
+
+    /// The candidate set of position `t`.
+    public func set(at t: Int) -> CandidateSet {
+        let lo = Int(setOffsets[t]), hi = Int(setOffsets[t + 1])
+        return CandidateSet(ids: Array(ids[lo..<hi]), logprobs: Array(logprobs[lo..<hi]),
+                            goldForced: goldForced[t])
+    }
+
+    /// Limits that keep hostile input from costing unbounded memory.
+    public static let maxKeyBytes = 1024
+    public static let maxTokens = 1 << 20
+
+    /// Checks every invariant of the data model against a dataset's vocab and policy.
+    /// The error names the position and what was expected.
+    public func validate(vocabSize: Int, policy: SelectionPolicy) throws(LogitError) {
+        func fail(_ reason: String) -> LogitError { .invalidRecord(key: key, reason: reason) }
+        let keyBytes = key.utf8.count
+        guard keyBytes > 0, keyBytes <= Self.maxKeyBytes else {
+            throw fail("key must be 1…\(Self.maxKeyBytes) UTF-8 bytes, got \(keyBytes)")
+        }
+        guard tokens.count >= 2, tokens.count <= Self.maxTokens else {
+            throw fail("needs 2…\(Self.maxTokens) tokens, got \(tokens.count)")
+        }
+        let n = tokens.count - 1
+        guard setOffsets.count == n + 1 else {
+            throw fail("setOffsets has \(setOffsets.count) entries, expected tokens − 1 + 1 = \(n + 1)")
+        }
+        guard goldForced.count == n else {
+            throw fail("goldForced has \(goldForced.count) entries, expected \(n)")
+        }
+        if let mask = lossMask {
+            guard mask.count == n else { throw fail("lossMask has \(mask.count) entries, expected \(n)") }
+            if let bad = mask.firstIndex(where: { $0 > 1 }) {
+                throw fail("lossMask[\(bad)] = \(mask[bad]), expected 0 or 1")
+            }
+        }
+        guard ids.count == logprobs.count else {
+            throw fail("\(ids.count) ids but \(logprobs.count) logprobs")
+        }
+        guard setOffsets[0] == 0, Int(setOffsets[n]) == ids.count else {
+            throw fail("setOffsets must start at 0 and end at ids.count (\(ids.count))")
+        }
+        for (i, tok) in tokens.enumerated() where Int(tok) >= vocabSize {
+            throw fail("token \(i) is \(tok), expected < vocab size \(vocabSize)")
+        }
+        let kLow = min(policy.kMin, vocabSize)
+        var scratch: [UInt32] = []
+        scratch.reserveCapacity(policy.kMax + 1)
+        for t in 0..<n {
+            let lo = Int(setOffsets[t]), hi = Int(setOffsets[t + 1])
+            guard lo <= hi else { throw fail("setOffsets decrease at position \(t)") }
+            let k = hi - lo
+            guard k >= kLow, k <= policy.kMax + 1 else {
+                throw fail("position \(t) has K = \(k), expected \(kLow)…\(policy.kMax + 1)")
+            }
+            if k == policy.kMax + 1 && !goldForced[t] {
+                throw fail("position \(t) has K = kMax + 1 = \(k) without gold_forced")
+            }
+            let gold = tokens[t + 1]
+            var goldSeen = false
+            var mass = 0.0
+            scratch.removeAll(keepingCapacity: true)
+            for j in lo..<hi {
+                let id = ids[j], lp = logprobs[j]
+                guard Int(id) < vocabSize else {
+                    throw fail("position \(t) candidate \(j - lo) id \(id), expected < vocab size \(vocabSize)")
+                }
+                guard lp.isFinite, lp <= 0 else {
+                    throw fail("position \(t) candidate \(j - lo) logprob \(lp), expected finite and ≤ 0")
+                }
+                if id == gold { goldSeen = true }
+                mass += Double(exp(lp))
+                scratch.append(id)
+            }
+            guard goldSeen else { throw fail("position \(t): gold token \(gold) is not among its \(k) candidates") }
+            // Σ p over a subset of the vocabulary cannot exceed 1 (beyond float rounding).
+            guard mass <= 1.001 else {
+                throw fail("position \(t): candidate probabilities sum to \(mass), expected ≤ 1 (log-probs, not logits?)")
+            }
+            scratch.sort()
+            for j in 1..<max(scratch.count, 1) where scratch[j] == scratch[j - 1] {
+                throw fail("position \(t): candidate id \(scratch[j]) appears twice")
+            }
+        }
+    }
+}
+
+/// One position's candidate set.
+public struct CandidateSet: Sendable, Equatable {
+    public var ids: [UInt32]
+    public var logprobs: [Float]
+    public var goldForced: Bool
+
+    public init(ids: [UInt32], logprobs: [Float], goldForced: Bool) {
+        self.ids = ids
+        self.logprobs = logprobs
+        self.goldForced = goldForced
+    }
+
+    /// Σ exp(lp): the teacher probability the set covers.
+    public var coveredMass: Double { logprobs.reduce(0) { $0 + Double(exp($1)) } }
+}

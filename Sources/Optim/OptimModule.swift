@@ -1,0 +1,1 @@
+// Optim layer (being written)

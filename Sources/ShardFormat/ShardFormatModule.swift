@@ -1,0 +1,1 @@
+// ShardFormat layer (being written)

@@ -1,0 +1,12 @@
+import ArgumentParser
+
+/// Benchmarks print one JSON object as their last line and always measure a baseline in the
+/// same run (naive encoding, full sort, AdamW, memcpy): ratios are what to trust on a noisy
+/// machine. Build with `swift build -c release`.
+@main
+struct LogitBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "logit-bench",
+        abstract: "Measure logitd's hot paths against in-run baselines; prints JSON.",
+        subcommands: [TopKBench.self, FormatBench.self, OptimBench.self])
+}

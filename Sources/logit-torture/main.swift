@@ -1,0 +1,2 @@
+// Crash-test writer (being written).
+print("logit-torture")
