@@ -1,0 +1,135 @@
+import LogitCore
+
+/// Accumulates validated sequences column by column and lays them out as one raw block
+/// payload (SHARD_FORMAT.md, "Block payload"). Separate byte planes per column let zstd's
+/// entropy stage model each kind of byte on its own.
+struct BlockBuilder {
+    let idBytes: Int
+    let scale: Float
+
+    var seqTokens: [UInt32] = []
+    var seqCandidates: [UInt32] = []
+    var seqEscapes: [UInt32] = []
+    var seqKeyBytes: [UInt16] = []
+    var seqFlags: [UInt8] = []
+    var keys: [UInt8] = []
+    var tokens: [UInt32] = []
+    var ks: [UInt16] = []
+    var goldForced: [Bool] = []
+    var mask: [Bool] = []
+    var ids: [UInt32] = []
+    var lpFirst: [UInt16] = []
+    var lpDelta: [UInt8] = []
+    var lpEscapes: [UInt32] = []
+    private var scratch: [UInt64] = []
+
+    init(idBytes: Int, scale: Float) {
+        self.idBytes = idBytes
+        self.scale = scale
+    }
+
+    var sequenceCount: Int { seqTokens.count }
+    var positions: Int { ks.count }
+    var candidates: Int { ids.count }
+    var isEmpty: Bool { seqTokens.isEmpty }
+
+    /// Exact size of the raw payload `build()` would produce.
+    var rawBytes: Int {
+        Self.rawBytes(sequences: sequenceCount, keyBytes: keys.count, tokens: tokens.count, positions: positions,
+                      maskedPositions: mask.count, candidates: candidates, escapes: lpEscapes.count, idBytes: idBytes)
+    }
+
+    static func rawBytes(sequences n: Int, keyBytes: Int, tokens: Int, positions p: Int, maskedPositions m: Int,
+                         candidates c: Int, escapes e: Int, idBytes b: Int) -> Int {
+        15 * n + keyBytes + b * tokens + 2 * p + (p + 7) / 8 + (m + 7) / 8 + b * c + 2 * p + (c - p) + 4 * e
+    }
+
+    /// Upper bound of what `record` adds to the raw size (every code escaped), used to decide
+    /// block cuts before touching the builder.
+    static func worstCaseBytes(_ r: SequenceRecord, idBytes: Int) -> Int {
+        let p = r.positions, c = r.candidates
+        return 15 + r.key.utf8.count + idBytes * r.tokens.count + 5 * p + 2 + idBytes * c + c + 4 * c
+    }
+
+    /// Appends a record that already passed `SequenceRecord.validate`.
+    mutating func append(_ r: SequenceRecord) {
+        let key = Array(r.key.utf8)
+        seqTokens.append(UInt32(r.tokens.count))
+        seqCandidates.append(UInt32(r.ids.count))
+        seqKeyBytes.append(UInt16(key.count))
+        seqFlags.append(r.lossMask == nil ? 0 : 1)
+        keys.append(contentsOf: key)
+        tokens.append(contentsOf: r.tokens)
+        if let m = r.lossMask { mask.append(contentsOf: m.lazy.map { $0 != 0 }) }
+        goldForced.append(contentsOf: r.goldForced)
+        let escapesBefore = lpEscapes.count
+        for t in 0..<r.positions {
+            let lo = Int(r.setOffsets[t]), hi = Int(r.setOffsets[t + 1])
+            ks.append(UInt16(hi - lo))
+            canonicalOrder(ids: r.ids, logprobs: r.logprobs, range: lo..<hi, scale: scale, into: &scratch)
+            var previous: UInt32 = 0
+            for (j, key) in scratch.enumerated() {
+                let code = UInt32(truncatingIfNeeded: key >> 32)
+                ids.append(UInt32(truncatingIfNeeded: key))
+                if j == 0 {
+                    if code < 0xFFFF { lpFirst.append(UInt16(code)) } else { lpFirst.append(0xFFFF); lpEscapes.append(code) }
+                } else {
+                    let d = code - previous
+                    if d < 0xFF { lpDelta.append(UInt8(d)) } else { lpDelta.append(0xFF); lpEscapes.append(d) }
+                }
+                previous = code
+            }
+        }
+        seqEscapes.append(UInt32(lpEscapes.count - escapesBefore))
+    }
+
+    mutating func reset() {
+        seqTokens.removeAll(keepingCapacity: true); seqCandidates.removeAll(keepingCapacity: true)
+        seqEscapes.removeAll(keepingCapacity: true); seqKeyBytes.removeAll(keepingCapacity: true)
+        seqFlags.removeAll(keepingCapacity: true); keys.removeAll(keepingCapacity: true)
+        tokens.removeAll(keepingCapacity: true); ks.removeAll(keepingCapacity: true)
+        goldForced.removeAll(keepingCapacity: true); mask.removeAll(keepingCapacity: true)
+        ids.removeAll(keepingCapacity: true); lpFirst.removeAll(keepingCapacity: true)
+        lpDelta.removeAll(keepingCapacity: true); lpEscapes.removeAll(keepingCapacity: true)
+    }
+
+    /// The raw payload, sections in the order of SHARD_FORMAT.md.
+    func build() -> [UInt8] {
+        var w = ByteWriter()
+        w.bytes.reserveCapacity(rawBytes)
+        for v in seqTokens { w.u32(v) }
+        for v in seqCandidates { w.u32(v) }
+        for v in seqEscapes { w.u32(v) }
+        for v in seqKeyBytes { w.u16(v) }
+        w.raw(seqFlags)
+        w.raw(keys)
+        Self.planes(tokens, count: idBytes, into: &w)
+        Self.planes(ks.map(UInt32.init), count: 2, into: &w)
+        Self.bitmap(goldForced, into: &w)
+        Self.bitmap(mask, into: &w)
+        Self.planes(ids, count: idBytes, into: &w)
+        Self.planes(lpFirst.map(UInt32.init), count: 2, into: &w)
+        w.raw(lpDelta)
+        for v in lpEscapes { w.u32(v) }
+        precondition(w.bytes.count == rawBytes, "block layout size mismatch")
+        return w.bytes
+    }
+
+    /// Byte plane b holds byte b (little-endian) of every value.
+    static func planes(_ values: [UInt32], count: Int, into w: inout ByteWriter) {
+        for b in 0..<count {
+            let shift = UInt32(8 * b)
+            w.bytes.append(contentsOf: values.lazy.map { UInt8(truncatingIfNeeded: $0 >> shift) })
+        }
+    }
+
+    /// Bit i of the bitmap is byte i/8, bit i%8 (least significant first); padding bits are 0.
+    static func bitmap(_ bits: [Bool], into w: inout ByteWriter) {
+        var byte: UInt8 = 0
+        for (i, b) in bits.enumerated() {
+            if b { byte |= 1 << UInt8(i & 7) }
+            if i & 7 == 7 { w.u8(byte); byte = 0 }
+        }
+        if bits.count & 7 != 0 { w.u8(byte) }
+    }
+}

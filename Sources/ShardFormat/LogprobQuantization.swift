@@ -1,0 +1,84 @@
+import LogitCore
+
+/// Log-prob quantization: code = round(−lp · scale), lp' = −code / scale. For every lp in
+/// [−maxCode/scale, 0] the error is at most 0.5/scale (1/128 nat at the default 64 codes/nat)
+/// plus one float rounding; below that range codes clamp to `maxCode` (≈ −6.7e7 nats at scale 64,
+/// where exp(lp) is 0 in every float format), so the bound is stated for the range only.
+public enum LogprobQuantization {
+    @inlinable @inline(__always)
+    public static func code(_ lp: Float, scale: Float) -> UInt32 {
+        let c = (-Double(lp) * Double(scale)).rounded(.toNearestOrEven)
+        if !(c > 0) { return 0 }
+        if c >= Double(UInt32.max) { return UInt32.max }
+        return UInt32(c)
+    }
+
+    /// The value a reader returns for `code` (bit-identical in writer and reader).
+    @inlinable @inline(__always)
+    public static func value(_ code: UInt32, inverseScale: Float) -> Float {
+        -(Float(code) * inverseScale)
+    }
+
+    /// Largest |lp − decoded| for in-range log-probs at `scale`.
+    public static func maxError(scale: Float) -> Float { 0.5 / scale }
+}
+
+/// What the reader returns for `r`: each candidate set in canonical order (ascending code, i.e.
+/// descending quantized log-prob, ties by lower id) with log-probs replaced by their quantized
+/// values. Writing `r` and reading it back yields exactly this record.
+public func canonicalized(_ r: SequenceRecord, logprobScale: Float) -> SequenceRecord {
+    var out = r
+    let inv = 1 / logprobScale
+    var scratch: [UInt64] = []
+    let n = r.goldForced.count
+    guard r.setOffsets.count == n + 1 else { return out }
+    for t in 0..<n {
+        let lo = Int(r.setOffsets[t]), hi = Int(r.setOffsets[t + 1])
+        canonicalOrder(ids: r.ids, logprobs: r.logprobs, range: lo..<hi, scale: logprobScale, into: &scratch)
+        for (j, key) in scratch.enumerated() {
+            out.ids[lo + j] = UInt32(truncatingIfNeeded: key)
+            out.logprobs[lo + j] = LogprobQuantization.value(UInt32(truncatingIfNeeded: key >> 32), inverseScale: inv)
+        }
+    }
+    return out
+}
+
+/// Sort keys `code << 32 | id` of one set, ascending: the canonical order.
+@inline(__always)
+func canonicalOrder(ids: [UInt32], logprobs: [Float], range: Range<Int>, scale: Float, into scratch: inout [UInt64]) {
+    scratch.removeAll(keepingCapacity: true)
+    for j in range {
+        scratch.append(UInt64(LogprobQuantization.code(logprobs[j], scale: scale)) << 32 | UInt64(ids[j]))
+    }
+    scratch.sort()
+}
+
+/// XXH3-64 of the canonical encoding of `r` (key, tokens, mask, sets in canonical order with
+/// quantized codes, gold-forced flags). Two records the store would read back identically have
+/// the same hash, so the store can tell an identical re-send from a conflicting one.
+public func contentHash(_ r: SequenceRecord, logprobScale: Float) -> UInt64 {
+    var w = ByteWriter()
+    let key = Array(r.key.utf8)
+    w.u32(UInt32(truncatingIfNeeded: key.count))
+    w.raw(key)
+    w.u32(UInt32(truncatingIfNeeded: r.tokens.count))
+    for t in r.tokens { w.u32(t) }
+    if let mask = r.lossMask {
+        w.u8(1)
+        w.u32(UInt32(truncatingIfNeeded: mask.count))
+        w.raw(mask)
+    } else {
+        w.u8(0)
+    }
+    w.u32(UInt32(truncatingIfNeeded: r.goldForced.count))
+    var scratch: [UInt64] = []
+    for t in 0..<r.goldForced.count where t + 1 < r.setOffsets.count {
+        let lo = Int(r.setOffsets[t]), hi = Int(r.setOffsets[t + 1])
+        guard lo <= hi, hi <= r.ids.count, hi <= r.logprobs.count else { break }
+        canonicalOrder(ids: r.ids, logprobs: r.logprobs, range: lo..<hi, scale: logprobScale, into: &scratch)
+        w.u32(UInt32(hi - lo))
+        w.u8(r.goldForced[t] ? 1 : 0)
+        for k in scratch { w.u64(k) }
+    }
+    return Checksum.xxh3(w.bytes)
+}

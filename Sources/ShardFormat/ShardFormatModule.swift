@@ -1,1 +1,0 @@
-// ShardFormat layer (being written)

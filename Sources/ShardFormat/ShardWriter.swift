@@ -1,0 +1,273 @@
+import CZstd
+import Foundation
+import LogitCore
+
+/// Writer tuning. Defaults were chosen with `logit-bench format` (see SHARD_FORMAT.md).
+public struct ShardWriterOptions: Sendable {
+    public var codec: BlockCodec = .zstd
+    /// zstd level (1…19 useful; negative = fast levels). Decompression speed barely depends on it.
+    public var zstdLevel: Int = 3
+    /// A block is cut once its raw (uncompressed) payload reaches this many bytes.
+    public var targetBlockBytes: Int = 1 << 20
+
+    public init(codec: BlockCodec = .zstd, zstdLevel: Int = 3, targetBlockBytes: Int = 1 << 20) {
+        self.codec = codec
+        self.zstdLevel = zstdLevel
+        self.targetBlockBytes = targetBlockBytes
+    }
+
+    func validate(path: String) throws(ShardError) {
+        let levels = Int(ZSTD_minCLevel()) ... Int(ZSTD_maxCLevel())
+        guard levels.contains(zstdLevel) else {
+            throw ShardError(path: path, reason: "zstd level \(zstdLevel) outside \(levels)")
+        }
+        guard targetBlockBytes >= 1024, targetBlockBytes <= ShardLayout.maxBlockRawBytes else {
+            throw ShardError(path: path, reason: "target block size \(targetBlockBytes) outside 1024…\(ShardLayout.maxBlockRawBytes)")
+        }
+    }
+}
+
+/// Where `append` put a sequence: block index and ordinal within the block.
+public struct SequenceLocation: Sendable, Equatable, Hashable {
+    public var block: Int
+    public var ordinal: Int
+    public init(block: Int, ordinal: Int) { self.block = block; self.ordinal = ordinal }
+}
+
+/// The result of sealing: what the catalog records about the immutable file.
+public struct SealedShard: Sendable, Equatable {
+    public var path: String
+    public var bytes: UInt64
+    /// XXH3-64 of the whole file.
+    public var fileHash: UInt64
+    public var blocks: Int
+    public var sequences: Int
+}
+
+/// Appends sequences to a new shard. Blocks are cut by size and written as they fill, but only
+/// `flush()` makes them durable; `seal` adds footer and trailer and renames into place. Bytes
+/// are only ever appended, never rewritten (readers may have them mapped). Single owner.
+/// After any I/O error the writer refuses further work: the file is recovered from its last
+/// committed length instead (a failed fsync is never retried).
+public final class ShardWriter {
+    public let path: String
+    public let provenance: ShardProvenance
+    public let shardID: UUID
+    public let options: ShardWriterOptions
+    public private(set) var committedLength: UInt64
+    public private(set) var sequenceCount: Int
+
+    private var fd: Int32
+    private var fileLength: UInt64
+    private var blocks: [BlockInfo]
+    private var builder: BlockBuilder
+    private let hasher: StreamingXXH3
+    private let provenanceBody: [UInt8]
+    private var failure: String?
+    private var sealed = false
+
+    public var blockCount: Int { blocks.count }
+    public var pendingSequences: Int { builder.sequenceCount }
+
+    private init(path: String, fd: Int32, provenance: ShardProvenance, shardID: UUID, options: ShardWriterOptions,
+                 length: UInt64, blocks: [BlockInfo], sequences: Int, hasher: StreamingXXH3) {
+        self.path = path
+        self.fd = fd
+        self.provenance = provenance
+        self.shardID = shardID
+        self.options = options
+        self.committedLength = length
+        self.fileLength = length
+        self.blocks = blocks
+        self.sequenceCount = sequences
+        self.hasher = hasher
+        self.builder = BlockBuilder(idBytes: provenance.idBytes, scale: provenance.logprobScale)
+        self.provenanceBody = provenance.encodeBody()
+    }
+
+    /// Creates `path` (which must not exist), writes the header and makes it durable.
+    public convenience init(creating path: String, provenance: ShardProvenance, shardID: UUID,
+                            options: ShardWriterOptions = ShardWriterOptions()) throws(ShardError) {
+        try provenance.validate(path: path)
+        try options.validate(path: path)
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ShardError(path: path, reason: "cannot create: \(errnoString())") }
+        let header = FileHeader.encode(shardID: shardID, provenance: provenance)
+        do throws(ShardError) {
+            try writeAll(fd, header, at: 0, path: path)
+            try syncFile(fd, path: path)
+            try syncDirectory(of: path)
+        } catch {
+            close(fd)
+            throw error
+        }
+        let hasher = StreamingXXH3()
+        hasher.update(header)
+        self.init(path: path, fd: fd, provenance: provenance, shardID: shardID, options: options,
+                  length: UInt64(header.count), blocks: [], sequences: 0, hasher: hasher)
+    }
+
+    /// Recovery: reopens an unsealed shard, verifies the header and every block up to
+    /// `committedLength` (checksums and full decode), cuts the file back to `committedLength`
+    /// and continues appending after it. Provenance and shard id come from the header.
+    public static func resume(path: String, committedLength: UInt64,
+                              options: ShardWriterOptions = ShardWriterOptions()) throws(ShardError) -> ShardWriter {
+        let reader = try ShardReader(openAt: path, committedLength: committedLength, access: .pread)
+        for b in 0..<reader.blockCount { try reader.verifyBlock(b) }
+        try options.validate(path: path)
+        let fd = open(path, O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { throw ShardError(path: path, reason: "cannot reopen for writing: \(errnoString())") }
+        do throws(ShardError) {
+            guard ftruncate(fd, off_t(committedLength)) == 0 else {
+                throw ShardError(path: path, reason: "truncate to \(committedLength) failed: \(errnoString())")
+            }
+            try syncFile(fd, path: path)
+        } catch {
+            close(fd)
+            throw error
+        }
+        let hasher = StreamingXXH3()
+        var offset: UInt64 = 0
+        while offset < committedLength {
+            let n = Int(min(UInt64(1 << 20), committedLength - offset))
+            try reader.file.withBytes(offset: offset, count: n, what: "file") { (b) throws(ShardError) in hasher.update(b) }
+            offset += UInt64(n)
+        }
+        let blocks = (0..<reader.blockCount).map { reader.blockInfo($0) }
+        return ShardWriter(path: path, fd: fd, provenance: reader.provenance, shardID: reader.shardID, options: options,
+                           length: committedLength, blocks: blocks, sequences: reader.sequenceCount, hasher: hasher)
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    private func checkUsable() throws(ShardError) {
+        if sealed { throw ShardError(path: path, reason: "writer is sealed") }
+        if let failure { throw ShardError(path: path, reason: "writer failed earlier (\(failure)); recover from the committed length") }
+    }
+
+    /// Validates `record` against the provenance's vocab and policy, then buffers it in the
+    /// pending block; writes the block when it reaches the target size (not durable until `flush`).
+    @discardableResult
+    public func append(_ record: SequenceRecord) throws(ShardError) -> SequenceLocation {
+        try checkUsable()
+        do throws(LogitError) {
+            try record.validate(vocabSize: provenance.vocabSize, policy: provenance.policy)
+        } catch {
+            throw ShardError(path: path, reason: error.description)
+        }
+        let worst = BlockBuilder.worstCaseBytes(record, idBytes: provenance.idBytes)
+        guard worst <= ShardLayout.maxBlockRawBytes else {
+            throw ShardError(path: path, reason: "sequence '\(record.key)' may need up to \(worst) bytes, more than a block holds (\(ShardLayout.maxBlockRawBytes)); split it")
+        }
+        if !builder.isEmpty && (builder.rawBytes + worst > ShardLayout.maxBlockRawBytes
+                                || builder.sequenceCount >= ShardLayout.maxSequencesPerBlock) {
+            try writePendingBlock()
+        }
+        builder.append(record)
+        let location = SequenceLocation(block: blocks.count, ordinal: builder.sequenceCount - 1)
+        sequenceCount += 1
+        if builder.rawBytes >= options.targetBlockBytes { try writePendingBlock() }
+        return location
+    }
+
+    /// Writes the pending block (if any) and fsyncs. Returns the durable length: everything
+    /// appended so far lies below it.
+    @discardableResult
+    public func flush() throws(ShardError) -> UInt64 {
+        try checkUsable()
+        if !builder.isEmpty { try writePendingBlock() }
+        do { try syncFile(fd, path: path) } catch { failure = error.reason; throw error }
+        committedLength = fileLength
+        return committedLength
+    }
+
+    /// Flushes, writes footer and trailer, fsyncs, renames to `finalPath`, fsyncs the directory.
+    public func seal(to finalPath: String) throws(ShardError) -> SealedShard {
+        try flush()
+        let footer = ShardFooter.encode(blocks: blocks, sequences: sequenceCount, provenanceBody: provenanceBody)
+        var w = ByteWriter()
+        w.raw(footer)
+        w.pad(to: ShardLayout.alignment)
+        let trailer = Trailer(footerOffset: fileLength, footerLength: UInt64(footer.count),
+                              footerChecksum: Checksum.xxh3(footer), blockCount: UInt64(blocks.count),
+                              sequenceCount: UInt64(sequenceCount))
+        w.raw(trailer.encode())
+        do throws(ShardError) {
+            try writeAll(fd, w.bytes, at: fileLength, path: path)
+            hasher.update(w.bytes)
+            fileLength += UInt64(w.bytes.count)
+            try syncFile(fd, path: path)
+            guard rename(path, finalPath) == 0 else {
+                throw ShardError(path: path, reason: "rename to \(finalPath) failed: \(errnoString())")
+            }
+            try syncDirectory(of: finalPath)
+            let from = (path as NSString).deletingLastPathComponent, to = (finalPath as NSString).deletingLastPathComponent
+            if from != to { try syncDirectory(of: path) }
+        } catch {
+            failure = error.reason
+            throw error
+        }
+        close(fd)
+        fd = -1
+        sealed = true
+        committedLength = fileLength
+        return SealedShard(path: finalPath, bytes: fileLength, fileHash: hasher.digest(), blocks: blocks.count,
+                           sequences: sequenceCount)
+    }
+
+    private func writePendingBlock() throws(ShardError) {
+        let index = blocks.count
+        let raw = builder.build()
+        let (codec, level, path) = (options.codec, options.zstdLevel, self.path)
+        let stored = try raw.withUnsafeBytes { r in
+            Result { () throws(ShardError) -> [UInt8] in
+                try BlockCompression.compress(r, codec: codec, zstdLevel: level, path: path, block: index)
+            }
+        }.get()
+        var info = BlockInfo(offset: fileLength, storedBytes: stored.count, rawBytes: raw.count, codec: options.codec,
+                             checksum: 0, firstSequence: sequenceCount - builder.sequenceCount,
+                             sequenceCount: builder.sequenceCount, positions: builder.positions, candidates: builder.candidates)
+        info.checksum = stored.withUnsafeBytes { BlockInfo.checksum(header: info.encodeHeader(), payload: $0) }
+        var w = ByteWriter()
+        w.bytes.reserveCapacity(64 + stored.count + 64)
+        w.raw(info.encodeHeader())
+        w.raw(stored)
+        w.pad(to: ShardLayout.alignment)
+        do throws(ShardError) {
+            try writeAll(fd, w.bytes, at: fileLength, path: path)
+        } catch {
+            failure = error.reason
+            throw error
+        }
+        hasher.update(w.bytes)
+        fileLength += UInt64(w.bytes.count)
+        blocks.append(info)
+        builder.reset()
+    }
+}
+
+func writeAll(_ fd: Int32, _ bytes: [UInt8], at offset: UInt64, path: String) throws(ShardError) {
+    var done = 0
+    let failed: String? = bytes.withUnsafeBytes { b in
+        while done < b.count {
+            let n = pwrite(fd, b.baseAddress! + done, b.count - done, off_t(offset) + off_t(done))
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return errnoString() }
+            done += n
+        }
+        return nil
+    }
+    if let failed { throw ShardError(path: path, reason: "write of \(bytes.count) bytes at \(offset) failed: \(failed)") }
+}
+
+func syncFile(_ fd: Int32, path: String) throws(ShardError) {
+    guard fsync(fd) == 0 else { throw ShardError(path: path, reason: "fsync failed: \(errnoString())") }
+}
+
+func syncDirectory(of path: String) throws(ShardError) {
+    let dir = (path as NSString).deletingLastPathComponent
+    let fd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { throw ShardError(path: path, reason: "cannot open directory \(dir) to fsync: \(errnoString())") }
+    defer { close(fd) }
+    guard fsync(fd) == 0 else { throw ShardError(path: path, reason: "fsync of directory \(dir) failed: \(errnoString())") }
+}
