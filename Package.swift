@@ -7,6 +7,7 @@ let package = Package(
     name: "logitd",
     platforms: [.macOS(.v14)],
     products: [
+        .executable(name: "logitctl", targets: ["logitctl"]),
         .executable(name: "logit-bench", targets: ["logit-bench"]),
         .library(name: "LogitCore", targets: ["LogitCore"]),
         .library(name: "ShardFormat", targets: ["ShardFormat"]),
@@ -36,6 +37,11 @@ let package = Package(
         // MoClip, AdamW, Adam-atan2 over named fp32 tensors.
         .target(name: "Optim"),
 
+        // Coverage stats, inspect, verify, import/export of a cache directory.
+        .executableTarget(name: "logitctl", dependencies: [
+            "LogitCore", "ShardFormat", "Catalog",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .executableTarget(name: "logit-bench", dependencies: [
             "LogitCore", "ShardFormat", "Catalog", "Optim",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -1,0 +1,396 @@
+import Foundation
+import LogitCore
+import ShardFormat
+import Synchronization
+
+/// A cache directory: the catalog plus the shard files it points at.
+///
+///     <cache>/catalog.sqlite                         the commit point (WAL, synchronous=FULL)
+///     <cache>/LOCK                                   one writer at a time (flock)
+///     <cache>/shards/<dataset>/<gen>-<uuid>.open     the dataset's open shard, appended to
+///     <cache>/shards/<dataset>/<gen>-<uuid>.lgs      sealed shards, never rewritten
+///     <cache>/quarantine/                            files recovery moved aside, never deleted
+///
+/// Writing is two-phase so that concurrent writers share one fsync and one catalog commit:
+/// `append` validates a batch and encodes it into the open shard (not yet durable) and returns a
+/// ticket; `waitDurable(ticket)` returns once a flush — fsync of every touched shard, then one
+/// catalog transaction — has covered it. Whoever waits first flushes for everybody appended so far
+/// (group commit). A batch is atomic: it is checked completely before anything is written, and a
+/// failed flush fails every ticket it covered and cuts the shards back to their committed length.
+public final class CacheStore: Sendable {
+    public enum Mode: Sendable { case write, readOnly }
+
+    public struct Options: Sendable {
+        public var shardWriter = ShardWriterOptions()
+        /// An open shard is sealed and a new one started once it reaches this size.
+        public var maxShardBytes: UInt64 = 256 << 20
+        public init() {}
+    }
+
+    /// What `append` did with a batch.
+    public struct AppendResult: Sendable, Equatable {
+        /// Pass to `waitDurable`; the batch is acked only after that returns.
+        public var ticket: UInt64
+        public var new: Int
+        public var duplicates: Int
+    }
+
+    public let directory: String
+    public let mode: Mode
+    public let options: Options
+    public let catalog: CatalogDB
+    /// What start-up recovery found (empty in read-only mode).
+    public let recovery: RecoveryReport
+    let lock: DirectoryLock?
+    let state: Mutex<WriterState>
+    let readers = Mutex<[Int64: ShardReader]>([:])
+
+    /// The open shard of one dataset and what was appended to it since the last commit.
+    struct OpenShard {
+        var entry: ShardEntry
+        let writer: ShardWriter
+        var pendingCoverage = CoverageStats()
+        var dirty = false
+    }
+
+    struct WriterState {
+        var open: [Int64: OpenShard] = [:]
+        var pendingRows: [SequenceEntry] = []
+        /// datasetId → key → content hash of appended, not yet committed sequences.
+        var pendingKeys: [Int64: [String: UInt64]] = [:]
+        var appended: UInt64 = 0
+        var committed: UInt64 = 0
+        /// Ticket ranges (lo, hi] whose flush failed, newest last.
+        var failures: [(lo: UInt64, hi: UInt64, error: StoreError)] = []
+    }
+
+    public var catalogPath: String { directory + "/catalog.sqlite" }
+
+    /// Opens (creating if needed, in write mode) a cache directory. Write mode takes the
+    /// directory lock and runs recovery before returning.
+    public init(directory: String, mode: Mode = .write, options: Options = Options()) throws(StoreError) {
+        self.directory = (directory as NSString).standardizingPath
+        self.mode = mode
+        self.options = options
+        switch mode {
+        case .write:
+            try FileOps.makeDirectory(self.directory + "/shards")
+            lock = try DirectoryLock(directory: self.directory)
+            catalog = try CatalogDB(path: self.directory + "/catalog.sqlite")
+            state = Mutex(WriterState())
+            recovery = try Recovery(directory: self.directory, catalog: catalog, options: options.shardWriter).run()
+        case .readOnly:
+            guard FileOps.exists(self.directory) else { throw .notFound("no cache directory at \(self.directory)") }
+            lock = nil
+            catalog = try CatalogDB(path: self.directory + "/catalog.sqlite", readOnly: true)
+            state = Mutex(WriterState())
+            recovery = RecoveryReport()
+        }
+    }
+
+    // MARK: Datasets
+
+    @discardableResult
+    public func createDataset(_ spec: DatasetSpec) throws(StoreError) -> (info: DatasetInfo, created: Bool) {
+        try requireWritable()
+        return try catalog.createDataset(spec)
+    }
+
+    public func dataset(named name: String) throws(StoreError) -> DatasetInfo {
+        try DatasetSpec.validateName(name)
+        guard let info = try catalog.dataset(named: name) else { throw .unknownDataset(name) }
+        return info
+    }
+
+    public func datasets() throws(StoreError) -> [DatasetInfo] { try catalog.datasets() }
+
+    public func coverage(dataset name: String) throws(StoreError) -> CoverageStats {
+        try catalog.coverage(datasetId: try dataset(named: name).id)
+    }
+
+    // MARK: Writing
+
+    /// Validates the whole batch, then encodes its new sequences into the dataset's open shard.
+    /// Nothing is durable or visible to readers until `waitDurable(result.ticket)` returns.
+    /// Throws without writing anything when any record is invalid or conflicts with a stored key.
+    public func append(dataset name: String, records: [SequenceRecord]) throws(StoreError) -> AppendResult {
+        try requireWritable()
+        let info = try dataset(named: name)
+        let spec = info.spec
+        // Validation and hashing need no lock: do them before taking it.
+        var hashes: [UInt64] = []
+        hashes.reserveCapacity(records.count)
+        var firstIndex: [String: Int] = [:]
+        var keep: [Bool] = []
+        keep.reserveCapacity(records.count)
+        for (i, record) in records.enumerated() {
+            do { try record.validate(vocabSize: spec.vocabSize, policy: spec.policy) } catch {
+                throw .invalidRecord(index: i, reason: error.description)
+            }
+            let h = contentHash(record, logprobScale: spec.logprobScale)
+            hashes.append(h)
+            if let first = firstIndex[record.key] {
+                guard hashes[first] == h else { throw .duplicateKeyInBatch(key: record.key, first: first, second: i) }
+                keep.append(false)
+            } else {
+                firstIndex[record.key] = i
+                keep.append(true)
+            }
+        }
+        let stored = try catalog.contentHashes(datasetId: info.id, keys: Array(firstIndex.keys))
+
+        return try state.withLock { (s: inout WriterState) throws(StoreError) -> AppendResult in
+            var duplicates = records.count - firstIndex.count
+            let pending = s.pendingKeys[info.id] ?? [:]
+            for (i, record) in records.enumerated() where keep[i] {
+                if let h = stored[record.key] ?? pending[record.key] {
+                    guard h == hashes[i] else { throw .keyConflict(dataset: name, key: record.key) }
+                    keep[i] = false
+                    duplicates += 1
+                }
+            }
+            let new = keep.lazy.filter { $0 }.count
+            if new > 0 {
+                do throws(StoreError) {
+                    try self.appendLocked(&s, info: info, records: records, keep: keep, hashes: hashes)
+                } catch {
+                    self.abandonPendingLocked(&s, error: error)
+                    throw error
+                }
+            }
+            s.appended += 1
+            return AppendResult(ticket: s.appended, new: new, duplicates: duplicates)
+        }
+    }
+
+    private func appendLocked(_ s: inout WriterState, info: DatasetInfo, records: [SequenceRecord], keep: [Bool],
+                              hashes: [UInt64]) throws(StoreError) {
+        var shard: OpenShard
+        if let existing = s.open[info.id] { shard = existing } else { shard = try openNewShard(info) }
+        for (i, record) in records.enumerated() where keep[i] {
+            let location: SequenceLocation
+            do { location = try shard.writer.append(record) } catch { throw .io(error.description) }
+            var coverage = CoverageStats()
+            coverage.add(record)
+            shard.pendingCoverage.merge(coverage)
+            shard.dirty = true
+            s.pendingRows.append(SequenceEntry(
+                datasetId: info.id, key: record.key, shardId: shard.entry.id, block: location.block,
+                ordinal: location.ordinal, positions: coverage.positions, candidates: coverage.candidates,
+                goldForced: coverage.goldForced, coveredMassSum: coverage.coveredMassSum, contentHash: hashes[i]))
+            s.pendingKeys[info.id, default: [:]][record.key] = hashes[i]
+        }
+        s.open[info.id] = shard
+    }
+
+    /// Blocks until everything appended up to `ticket` is durable, flushing if nobody else has.
+    /// Throws the flush's error if the flush that covered the ticket failed.
+    public func waitDurable(_ ticket: UInt64) throws(StoreError) {
+        try state.withLock { (s: inout WriterState) throws(StoreError) in
+            if s.committed < ticket { try self.flushLocked(&s) }
+            if let failure = s.failures.last(where: { $0.lo < ticket && ticket <= $0.hi }) { throw failure.error }
+        }
+    }
+
+    /// Appends and waits: the synchronous path for tools and tests.
+    @discardableResult
+    public func appendDurably(dataset name: String, records: [SequenceRecord]) throws(StoreError) -> AppendResult {
+        let result = try append(dataset: name, records: records)
+        try waitDurable(result.ticket)
+        return result
+    }
+
+    /// Makes everything appended so far durable.
+    public func flush() throws(StoreError) {
+        try requireWritable()
+        try state.withLock { (s: inout WriterState) throws(StoreError) in try self.flushLocked(&s) }
+    }
+
+    /// Flushes and seals every open shard (of one dataset, or all).
+    public func seal(dataset name: String? = nil) throws(StoreError) {
+        try requireWritable()
+        let only = try name.map { (n: String) throws(StoreError) in try dataset(named: n).id }
+        try state.withLock { (s: inout WriterState) throws(StoreError) in
+            try self.flushLocked(&s)
+            for (datasetId, shard) in s.open where only == nil || only == datasetId {
+                try self.sealLocked(&s, shard)
+            }
+        }
+    }
+
+    private func flushLocked(_ s: inout WriterState) throws(StoreError) {
+        guard s.committed < s.appended || s.open.values.contains(where: \.dirty) else {
+            s.committed = s.appended
+            return
+        }
+        var commit = CatalogDB.Commit()
+        var flushed: [(datasetId: Int64, length: UInt64, blocks: Int)] = []
+        do throws(StoreError) {
+            for (datasetId, shard) in s.open where shard.dirty {
+                let length: UInt64
+                do { length = try shard.writer.flush() } catch { throw StoreError.io(error.description) }
+                commit.shards.append(.init(shardId: shard.entry.id, committedBytes: length,
+                                           blocks: shard.writer.blockCount, coverageDelta: shard.pendingCoverage))
+                flushed.append((datasetId, length, shard.writer.blockCount))
+            }
+            commit.sequences = s.pendingRows
+            try catalog.commit(commit)
+        } catch {
+            // The catalog still holds the old committed lengths: cut the shards back to them.
+            abandonPendingLocked(&s, error: error)
+            throw error
+        }
+        for (datasetId, length, blocks) in flushed {
+            guard var shard = s.open[datasetId] else { continue }
+            shard.entry.committedBytes = length
+            shard.entry.blocks = blocks
+            shard.entry.coverage.merge(shard.pendingCoverage)
+            shard.pendingCoverage = CoverageStats()
+            shard.dirty = false
+            s.open[datasetId] = shard
+        }
+        s.pendingRows.removeAll(keepingCapacity: true)
+        s.pendingKeys.removeAll(keepingCapacity: true)
+        s.committed = s.appended
+        // Rotation happens after the commit: a seal failure must not un-ack durable data.
+        for (_, shard) in s.open where shard.entry.committedBytes >= options.maxShardBytes {
+            try? sealLocked(&s, shard)
+        }
+    }
+
+    /// Forgets everything appended since the last commit and cuts every open shard back to its
+    /// committed length, so the next flush starts from a consistent state.
+    private func abandonPendingLocked(_ s: inout WriterState, error: StoreError) {
+        if s.appended > s.committed {
+            s.failures.append((lo: s.committed, hi: s.appended, error: error))
+            if s.failures.count > 1024 { s.failures.removeFirst(s.failures.count - 1024) }
+        }
+        s.committed = s.appended
+        s.pendingRows.removeAll()
+        s.pendingKeys.removeAll()
+        let open = s.open
+        s.open.removeAll()
+        for (datasetId, shard) in open {
+            let path = directory + "/" + shard.entry.path
+            if let writer = try? ShardWriter.resume(path: path, committedLength: shard.entry.committedBytes,
+                                                   options: options.shardWriter) {
+                s.open[datasetId] = OpenShard(entry: shard.entry, writer: writer)
+            }
+            // If even that fails, the shard stays open in the catalog and recovery at the next
+            // start-up deals with it; new appends go to a fresh shard.
+        }
+    }
+
+    private func openNewShard(_ info: DatasetInfo) throws(StoreError) -> OpenShard {
+        let generation = try catalog.nextGeneration(datasetId: info.id)
+        let uuid = UUID()
+        let dir = "shards/" + info.spec.name
+        try FileOps.makeDirectory(directory + "/" + dir)
+        let relative = dir + "/" + String(format: "%06d", generation) + "-" + uuid.uuidString.lowercased() + ".open"
+        let provenance = ShardProvenance(
+            datasetName: info.spec.name, vocabSize: info.spec.vocabSize, policy: info.spec.policy,
+            teacherId: info.spec.teacherId, tokenizerId: info.spec.tokenizerId,
+            tokenizerHash: info.spec.tokenizerHash, logprobScale: info.spec.logprobScale)
+        let writer: ShardWriter
+        let committed: UInt64
+        do {
+            writer = try ShardWriter(creating: directory + "/" + relative, provenance: provenance, shardID: uuid,
+                                     options: options.shardWriter)
+            committed = try writer.flush()
+        } catch { throw .io(error.description) }
+        try FileOps.fsyncDirectory(directory + "/" + dir)
+        let entry = try catalog.insertShard(datasetId: info.id, uuid: uuid, path: relative, committedBytes: committed)
+        return OpenShard(entry: entry, writer: writer)
+    }
+
+    private func sealLocked(_ s: inout WriterState, _ shard: OpenShard) throws(StoreError) {
+        let finalRelative = Self.sealedPath(for: shard.entry.path)
+        let sealed: SealedShard
+        do { sealed = try shard.writer.seal(to: directory + "/" + finalRelative) } catch { throw .io(error.description) }
+        s.open[shard.entry.datasetId] = nil
+        try catalog.markSealed(shardId: shard.entry.id, path: finalRelative, bytes: sealed.bytes, blocks: sealed.blocks,
+                               fileHash: sealed.fileHash)
+    }
+
+    static func sealedPath(for openPath: String) -> String {
+        openPath.hasSuffix(".open") ? String(openPath.dropLast(5)) + ".lgs" : openPath + ".lgs"
+    }
+
+    /// Moves a shard's file into quarantine/ and marks its row, so readers get a clear error
+    /// instead of bad data. Returns the new relative path, or nil if the file was already gone.
+    /// An open shard being written is not touched (stop the writer first).
+    public func quarantineShard(id: Int64, reason: String) throws(StoreError) -> String? {
+        try requireWritable()
+        guard let shard = try catalog.shard(id: id), shard.state != .quarantined else { return nil }
+        return try state.withLock { (s: inout WriterState) throws(StoreError) -> String? in
+            if s.open[shard.datasetId]?.entry.id == id { s.open[shard.datasetId] = nil }
+            readers.withLock { $0[id] = nil }
+            let path = directory + "/" + shard.path
+            guard FileOps.exists(path) else {
+                try catalog.markQuarantined(shardId: id, path: shard.path, reason: reason + " (file missing)")
+                return nil
+            }
+            let moved = try Quarantine(directory: directory, catalog: catalog).move(path, reason: reason)
+            try catalog.markQuarantined(shardId: id, path: moved, reason: reason)
+            return moved
+        }
+    }
+
+    private func requireWritable() throws(StoreError) {
+        guard mode == .write else { throw .locked("cache \(directory) is open read-only") }
+    }
+
+    // MARK: Reading
+
+    /// The committed sequence stored under `key`, decoded from its shard and checked against the
+    /// catalog (key and content hash), or nil when the key is unknown.
+    public func read(dataset name: String, key: String) throws(StoreError) -> SequenceRecord? {
+        let info = try dataset(named: name)
+        guard let entry = try catalog.sequence(datasetId: info.id, key: key) else { return nil }
+        guard let shard = try catalog.shard(id: entry.shardId) else {
+            throw .corrupt("sequence '\(key)' points at shard \(entry.shardId), which has no catalog row")
+        }
+        let record = try read(entry: entry, shard: shard)
+        guard contentHash(record, logprobScale: info.spec.logprobScale) == entry.contentHash else {
+            throw .corrupt("sequence '\(key)' in \(shard.path) block \(entry.block) does not match its catalog content hash")
+        }
+        return record
+    }
+
+    /// Decodes one catalogued sequence and checks that the shard holds the key the catalog expects.
+    public func read(entry: SequenceEntry, shard: ShardEntry) throws(StoreError) -> SequenceRecord {
+        guard shard.state != .quarantined else {
+            throw .corrupt("sequence '\(entry.key)' is in quarantined shard \(shard.path): \(shard.quarantineReason ?? "")")
+        }
+        let reader = try reader(for: shard)
+        let record: SequenceRecord
+        do { record = try reader.sequence(block: entry.block, ordinal: entry.ordinal) } catch { throw .corrupt(error.description) }
+        guard record.key == entry.key else {
+            throw .corrupt("\(shard.path) block \(entry.block) ordinal \(entry.ordinal) holds key '\(record.key)', catalog expects '\(entry.key)'")
+        }
+        return record
+    }
+
+    /// A reader of a shard's committed bytes. Sealed readers are cached; an open shard is read up
+    /// to the committed length the catalog row gives (what lies beyond is not acked).
+    public func reader(for shard: ShardEntry) throws(StoreError) -> ShardReader {
+        let path = directory + "/" + shard.path
+        do {
+            switch shard.state {
+            case .sealed:
+                if let cached = readers.withLock({ $0[shard.id] }) { return cached }
+                let reader = try ShardReader(sealedAt: path)
+                readers.withLock { $0[shard.id] = reader }
+                return reader
+            case .open:
+                return try ShardReader(openAt: path, committedLength: shard.committedBytes)
+            case .quarantined:
+                throw StoreError.corrupt("shard \(shard.path) is quarantined: \(shard.quarantineReason ?? "")")
+            }
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw .corrupt("\(error)")
+        }
+    }
+}

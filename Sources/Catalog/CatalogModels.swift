@@ -1,0 +1,151 @@
+import Foundation
+import LogitCore
+
+/// What a dataset is: fixed provenance and selection policy. Immutable once created; creating
+/// the same name again is a no-op when identical and a conflict when anything differs.
+public struct DatasetSpec: Sendable, Equatable, Codable {
+    public var name: String
+    public var vocabSize: Int
+    public var policy: SelectionPolicy
+    public var teacherId: String
+    public var tokenizerId: String
+    public var tokenizerHash: String
+    /// Log-prob quantization, codes per nat (64 ⇒ max error 1/128 nat).
+    public var logprobScale: Float
+
+    public init(name: String, vocabSize: Int, policy: SelectionPolicy = .default, teacherId: String = "",
+                tokenizerId: String = "", tokenizerHash: String = "", logprobScale: Float = 64) {
+        self.name = name
+        self.vocabSize = vocabSize
+        self.policy = policy
+        self.teacherId = teacherId
+        self.tokenizerId = tokenizerId
+        self.tokenizerHash = tokenizerHash
+        self.logprobScale = logprobScale
+    }
+
+    /// Largest vocabulary we accept: ids are stored as u32 and 2^24 is far beyond any tokenizer.
+    public static let maxVocabSize = 1 << 24
+
+    /// Field-by-field differences, for a 409 that says what changed.
+    public func differences(from other: DatasetSpec) -> [String] {
+        var out: [String] = []
+        if vocabSize != other.vocabSize { out.append("vocab_size \(other.vocabSize) ≠ \(vocabSize)") }
+        if policy != other.policy {
+            out.append("policy (τ=\(other.policy.tau), K=\(other.policy.kMin)…\(other.policy.kMax)) ≠ (τ=\(policy.tau), K=\(policy.kMin)…\(policy.kMax))")
+        }
+        if teacherId != other.teacherId { out.append("teacher_id '\(other.teacherId)' ≠ '\(teacherId)'") }
+        if tokenizerId != other.tokenizerId { out.append("tokenizer_id '\(other.tokenizerId)' ≠ '\(tokenizerId)'") }
+        if tokenizerHash != other.tokenizerHash { out.append("tokenizer_hash '\(other.tokenizerHash)' ≠ '\(tokenizerHash)'") }
+        if logprobScale != other.logprobScale { out.append("logprob_scale \(other.logprobScale) ≠ \(logprobScale)") }
+        return out
+    }
+
+    public func validate() throws(StoreError) {
+        try DatasetSpec.validateName(name)
+        guard vocabSize >= 1, vocabSize <= Self.maxVocabSize else {
+            throw .invalidDataset("vocab_size must be 1…\(Self.maxVocabSize), got \(vocabSize)")
+        }
+        do { try policy.validate() } catch { throw .invalidDataset(error.description) }
+        guard logprobScale.isFinite, logprobScale >= 1, logprobScale <= 4096 else {
+            throw .invalidDataset("logprob_scale must be in [1, 4096] codes per nat, got \(logprobScale)")
+        }
+        for (field, value) in [("teacher_id", teacherId), ("tokenizer_id", tokenizerId), ("tokenizer_hash", tokenizerHash)]
+        where value.utf8.count > 1024 || value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            throw .invalidDataset("\(field) must be ≤ 1024 bytes without control characters")
+        }
+    }
+
+    /// Names become directory names: letters, digits, '.', '_', '-', 1…128 bytes, not starting
+    /// with '.', so no path separators, no "..", no control characters.
+    public static func validateName(_ name: String) throws(StoreError) {
+        let ok = !name.isEmpty && name.utf8.count <= 128 && !name.hasPrefix(".")
+            && name.utf8.allSatisfy { c in
+                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A)
+                    || c == 0x2E || c == 0x5F || c == 0x2D
+            }
+        guard ok else {
+            throw .invalidDatasetName("dataset name \(name.debugDescription) must be 1…128 of [A-Za-z0-9._-] and not start with '.'")
+        }
+    }
+}
+
+/// A dataset as stored in the catalog.
+public struct DatasetInfo: Sendable, Equatable {
+    public var id: Int64
+    public var spec: DatasetSpec
+    public var createdAt: String
+}
+
+public enum ShardState: String, Sendable, Codable {
+    case open, sealed, quarantined
+}
+
+/// A shard row: where the file is, how much of it is committed, and its coverage aggregates.
+public struct ShardEntry: Sendable, Equatable {
+    public var id: Int64
+    public var datasetId: Int64
+    public var uuid: UUID
+    public var generation: Int
+    /// Relative to the cache directory.
+    public var path: String
+    public var state: ShardState
+    public var committedBytes: UInt64
+    public var blocks: Int
+    public var fileHash: UInt64?
+    public var coverage: CoverageStats
+    public var quarantineReason: String?
+    public var createdAt: String
+    public var sealedAt: String?
+}
+
+/// A sequence row: its location and its own coverage sums.
+public struct SequenceEntry: Sendable, Equatable {
+    public var datasetId: Int64
+    public var key: String
+    public var shardId: Int64
+    public var block: Int
+    public var ordinal: Int
+    public var positions: Int
+    public var candidates: Int
+    public var goldForced: Int
+    public var coveredMassSum: Double
+    public var contentHash: UInt64
+}
+
+/// Errors of the catalog and the store. Messages say what, where and what was expected.
+public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
+    case invalidDatasetName(String)
+    case invalidDataset(String)
+    case datasetConflict(name: String, differences: [String])
+    case unknownDataset(String)
+    /// A record in a batch broke the data model; `index` is its position in the batch.
+    case invalidRecord(index: Int, reason: String)
+    /// The key exists (or appears earlier in the batch) with different content.
+    case keyConflict(dataset: String, key: String)
+    case duplicateKeyInBatch(key: String, first: Int, second: Int)
+    case locked(String)
+    case io(String)
+    case catalog(String)
+    case corrupt(String)
+    case notFound(String)
+
+    public var description: String {
+        switch self {
+        case .invalidDatasetName(let m), .invalidDataset(let m): return m
+        case .datasetConflict(let name, let diffs):
+            return "dataset '\(name)' exists with different provenance: \(diffs.joined(separator: "; "))"
+        case .unknownDataset(let name): return "unknown dataset '\(name)'"
+        case .invalidRecord(let index, let reason): return "sequence \(index) of the batch: \(reason)"
+        case .keyConflict(let dataset, let key):
+            return "key '\(key)' already exists in dataset '\(dataset)' with different content"
+        case .duplicateKeyInBatch(let key, let first, let second):
+            return "key '\(key)' appears twice in the batch with different content (sequences \(first) and \(second))"
+        case .locked(let m): return m
+        case .io(let m): return "I/O error: \(m)"
+        case .catalog(let m): return "catalog error: \(m)"
+        case .corrupt(let m): return "corrupt cache: \(m)"
+        case .notFound(let m): return m
+        }
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import LogitCore
+import ShardFormat
+
+/// `logitctl import`: JSONL into a dataset.
+///
+/// Two passes. The first parses and validates every line against the dataset (vocab, policy,
+/// gold in set, finite log-probs, key conflicts with what is stored) and writes nothing if any
+/// line is bad — bad input is all-or-nothing. The second appends in durable batches; an
+/// interrupted import is resumed by running it again, since keys already stored with the same
+/// content count as duplicates. Re-importing the same file is therefore a no-op.
+public enum JSONLImport {
+    public struct Report: Sendable, Equatable {
+        public var lines = 0
+        public var new = 0
+        public var duplicates = 0
+    }
+
+    public struct LineError: Error, Sendable, CustomStringConvertible {
+        public var line: Int
+        public var message: String
+        public var description: String { "line \(line): \(message)" }
+    }
+
+    public struct Failure: Error, Sendable, CustomStringConvertible {
+        public var errors: [LineError]
+        public var totalErrors: Int
+        public var description: String {
+            var lines = errors.map(\.description)
+            if totalErrors > errors.count { lines.append("… and \(totalErrors - errors.count) more") }
+            return "import rejected, nothing written:\n" + lines.joined(separator: "\n")
+        }
+    }
+
+    /// At most this many line errors are kept for the report (all are counted).
+    public static let maxReportedErrors = 20
+    public static let batchSize = 256
+
+    public static func run(store: CacheStore, dataset name: String, file: String) throws -> Report {
+        let info = try store.dataset(named: name)
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: file), options: .alwaysMapped) } catch {
+            throw StoreError.notFound("cannot read \(file): \(error.localizedDescription)")
+        }
+        var records: [(line: Int, record: SequenceRecord)] = []
+        var errors: [LineError] = []
+        var total = 0
+        var seen: [String: (line: Int, hash: UInt64)] = [:]
+        var lineNumber = 0
+        var repeatedInFile = 0
+        let text = String(decoding: data, as: UTF8.self)
+        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            lineNumber += 1
+            let line = raw.hasSuffix("\r") ? raw.dropLast() : raw
+            if line.allSatisfy({ $0 == " " || $0 == "\t" }) { continue }
+            func reject(_ message: String) {
+                total += 1
+                if errors.count < maxReportedErrors { errors.append(LineError(line: lineNumber, message: message)) }
+            }
+            let record: SequenceRecord
+            do { record = try JSONLines.decode(line) } catch { reject(error.description); continue }
+            do { try record.validate(vocabSize: info.spec.vocabSize, policy: info.spec.policy) } catch {
+                reject(error.description)
+                continue
+            }
+            let hash = contentHash(record, logprobScale: info.spec.logprobScale)
+            if let earlier = seen[record.key] {
+                if earlier.hash != hash {
+                    reject("key '\(record.key)' already used on line \(earlier.line) with different content")
+                } else {
+                    repeatedInFile += 1
+                }
+                continue
+            }
+            seen[record.key] = (lineNumber, hash)
+            records.append((lineNumber, record))
+        }
+        let stored = try store.catalog.contentHashes(datasetId: info.id, keys: Array(seen.keys))
+        for (key, hash) in stored where seen[key]?.hash != hash {
+            total += 1
+            if errors.count < maxReportedErrors {
+                errors.append(LineError(line: seen[key]!.line, message: "key '\(key)' already exists in dataset '\(name)' with different content"))
+            }
+        }
+        guard total == 0 else { throw Failure(errors: errors.sorted { $0.line < $1.line }, totalErrors: total) }
+
+        var report = Report(lines: lineNumber)
+        report.duplicates = repeatedInFile
+        for start in stride(from: 0, to: records.count, by: batchSize) {
+            let batch = records[start..<min(start + batchSize, records.count)].map(\.record)
+            let result = try store.appendDurably(dataset: name, records: batch)
+            report.new += result.new
+            report.duplicates += result.duplicates
+        }
+        return report
+    }
+}

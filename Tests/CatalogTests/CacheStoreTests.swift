@@ -1,0 +1,194 @@
+import Foundation
+import LogitCore
+import ShardFormat
+import XCTest
+@testable import Catalog
+
+final class CacheStoreTests: XCTestCase {
+    func testSchemaDocumentMatchesMigration() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let document = try String(contentsOfFile: root.path + "/schema/catalog.sql", encoding: .utf8)
+        XCTAssertEqual(document.trimmingCharacters(in: .whitespacesAndNewlines),
+                       CatalogSchema.v1.trimmingCharacters(in: .whitespacesAndNewlines), "schema/catalog.sql and CatalogSchema.v1 have drifted apart")
+    }
+
+    func testDatasetCreationIsIdempotentAndConflictsNameTheField() throws {
+        let store = try CacheStore(directory: makeTemporaryDirectory())
+        XCTAssertTrue(try store.createDataset(testSpec).created)
+        XCTAssertFalse(try store.createDataset(testSpec).created)
+        var other = testSpec
+        other.vocabSize = 4000
+        XCTAssertThrowsError(try store.createDataset(other)) { error in
+            guard case StoreError.datasetConflict(_, let diffs) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(diffs, ["vocab_size 4000 ≠ 3000"])
+        }
+        for bad in ["", "../etc", "a/b", ".hidden", "tab\there", "nul\0", String(repeating: "x", count: 129)] {
+            var spec = testSpec
+            spec.name = bad
+            XCTAssertThrowsError(try store.createDataset(spec), "accepted name \(bad.debugDescription)") { error in
+                guard case StoreError.invalidDatasetName = error else { return XCTFail("\(error)") }
+            }
+        }
+        XCTAssertEqual(try store.datasets().map(\.spec), [testSpec])
+    }
+
+    func testAppendedSequencesReadBackAfterReopen() throws {
+        let dir = makeTemporaryDirectory()
+        let records = randomRecords(300)
+        do {
+            let store = try CacheStore(directory: dir)
+            try store.createDataset(testSpec)
+            for chunk in stride(from: 0, to: records.count, by: 50) {
+                let result = try store.appendDurably(dataset: "web-en", records: Array(records[chunk..<chunk + 50]))
+                XCTAssertEqual(result.new, 50)
+                XCTAssertEqual(result.duplicates, 0)
+            }
+            // Readable while the shard is still open, from the committed prefix.
+            XCTAssertEqual(try store.read(dataset: "web-en", key: "k7"), canonicalized(records[7], logprobScale: 64))
+        }
+        let store = try CacheStore(directory: dir)
+        XCTAssertEqual(store.recovery.sealed.count, 1, "the open shard is sealed at start-up")
+        for record in records {
+            XCTAssertEqual(try store.read(dataset: "web-en", key: record.key), canonicalized(record, logprobScale: 64))
+        }
+        XCTAssertNil(try store.read(dataset: "web-en", key: "absent"))
+    }
+
+    func testDuplicatesAreCountedAndConflictsWriteNothing() throws {
+        let store = try CacheStore(directory: makeTemporaryDirectory())
+        try store.createDataset(testSpec)
+        let records = randomRecords(10)
+        try store.appendDurably(dataset: "web-en", records: Array(records[0..<5]))
+        let again = try store.appendDurably(dataset: "web-en", records: records)
+        XCTAssertEqual(again.new, 5)
+        XCTAssertEqual(again.duplicates, 5)
+
+        var changed = randomRecords(1, prefix: "k", seed: 99)[0]   // key k0, other content
+        changed.key = "k3"
+        let fresh = randomRecords(3, prefix: "fresh")
+        XCTAssertThrowsError(try store.appendDurably(dataset: "web-en", records: fresh + [changed])) { error in
+            XCTAssertEqual(error as? StoreError, .keyConflict(dataset: "web-en", key: "k3"))
+        }
+        XCTAssertNil(try store.read(dataset: "web-en", key: "fresh0"), "a rejected batch must write nothing")
+
+        var twin = fresh[1]
+        twin.logprobs[0] -= 0.5
+        XCTAssertThrowsError(try store.appendDurably(dataset: "web-en", records: [fresh[1], twin])) { error in
+            XCTAssertEqual(error as? StoreError, .duplicateKeyInBatch(key: "fresh1", first: 0, second: 1))
+        }
+        let sameTwice = try store.appendDurably(dataset: "web-en", records: [fresh[2], fresh[2]])
+        XCTAssertEqual(sameTwice.new, 1)
+        XCTAssertEqual(sameTwice.duplicates, 1)
+        XCTAssertEqual(try store.coverage(dataset: "web-en").sequences, 11)
+    }
+
+    func testInvalidRecordRejectsTheWholeBatchWithItsIndex() throws {
+        let store = try CacheStore(directory: makeTemporaryDirectory())
+        try store.createDataset(testSpec)
+        var records = randomRecords(4)
+        records[2].ids[0] = 3000   // = vocab size
+        XCTAssertThrowsError(try store.appendDurably(dataset: "web-en", records: records)) { error in
+            guard case StoreError.invalidRecord(let index, let reason) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(index, 2)
+            XCTAssertTrue(reason.contains("expected < vocab size 3000"), reason)
+        }
+        XCTAssertEqual(try store.coverage(dataset: "web-en").sequences, 0)
+        XCTAssertThrowsError(try store.appendDurably(dataset: "nope", records: records)) { error in
+            XCTAssertEqual(error as? StoreError, .unknownDataset("nope"))
+        }
+    }
+
+    func testCoverageAggregatesEqualARecount() throws {
+        var options = CacheStore.Options()
+        options.maxShardBytes = 16 << 10   // several shards
+        options.shardWriter.targetBlockBytes = 2048
+        let store = try CacheStore(directory: makeTemporaryDirectory(), options: options)
+        try store.createDataset(testSpec)
+        let records = randomRecords(400)
+        for chunk in stride(from: 0, to: 400, by: 40) {
+            try store.appendDurably(dataset: "web-en", records: Array(records[chunk..<chunk + 40]))
+        }
+        try store.seal()
+        var expected = CoverageStats()
+        for r in records { expected.add(r) }
+        let got = try store.coverage(dataset: "web-en")
+        XCTAssertGreaterThan(try store.catalog.shards().count, 2)
+        XCTAssertEqual(got.sequences, expected.sequences)
+        XCTAssertEqual(got.positions, expected.positions)
+        XCTAssertEqual(got.candidates, expected.candidates)
+        XCTAssertEqual(got.goldForced, expected.goldForced)
+        XCTAssertEqual(got.coveredMassSum, expected.coveredMassSum, accuracy: 1e-6)
+        XCTAssertEqual(got.kHistogram, expected.kHistogram)
+        XCTAssertEqual(got.coveredHistogram, expected.coveredHistogram)
+        XCTAssertEqual(try store.catalog.shards(states: [.open]).count, 0)
+    }
+
+    func testUnflushedTailIsCutAndOrphansQuarantined() throws {
+        let dir = makeTemporaryDirectory()
+        var options = CacheStore.Options()
+        options.shardWriter.targetBlockBytes = 1024   // blocks reach the file before any flush
+        let durable = randomRecords(20, prefix: "durable")
+        let lost = randomRecords(50, prefix: "lost")
+        do {
+            let store = try CacheStore(directory: dir, options: options)
+            try store.createDataset(testSpec)
+            try store.appendDurably(dataset: "web-en", records: durable)
+            _ = try store.append(dataset: "web-en", records: lost)   // never waited for: not acked
+        }
+        try Data("stray".utf8).write(to: URL(fileURLWithPath: dir + "/shards/web-en/000099-orphan.open"))
+        let store = try CacheStore(directory: dir, options: options)
+        XCTAssertGreaterThan(store.recovery.truncatedBytes, 0)
+        XCTAssertEqual(store.recovery.quarantined.map(\.path), ["shards/web-en/000099-orphan.open"])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/quarantine/000099-orphan.open"), "quarantined, never deleted")
+        for r in durable { XCTAssertEqual(try store.read(dataset: "web-en", key: r.key), canonicalized(r, logprobScale: 64)) }
+        for r in lost { XCTAssertNil(try store.read(dataset: "web-en", key: r.key)) }
+        // The store keeps working after recovery.
+        try store.appendDurably(dataset: "web-en", records: lost)
+        XCTAssertEqual(try store.coverage(dataset: "web-en").sequences, 70)
+    }
+
+    func testMissingShardFileIsReportedNotIgnored() throws {
+        let dir = makeTemporaryDirectory()
+        do {
+            let store = try CacheStore(directory: dir)
+            try store.createDataset(testSpec)
+            try store.appendDurably(dataset: "web-en", records: randomRecords(5))
+            try store.seal()
+        }
+        let shard = try CatalogDB(path: dir + "/catalog.sqlite").shards()[0]
+        try FileManager.default.removeItem(atPath: dir + "/" + shard.path)
+        let store = try CacheStore(directory: dir)
+        XCTAssertEqual(store.recovery.missing.map(\.path), [shard.path])
+        XCTAssertThrowsError(try store.read(dataset: "web-en", key: "k1")) { error in
+            XCTAssertTrue("\(error)".contains("quarantined"), "\(error)")
+        }
+    }
+
+    func testSecondWriterIsRefusedAndReadOnlyOpenWorks() throws {
+        let dir = makeTemporaryDirectory()
+        let store = try CacheStore(directory: dir)
+        try store.createDataset(testSpec)
+        try store.appendDurably(dataset: "web-en", records: randomRecords(3))
+        XCTAssertThrowsError(try CacheStore(directory: dir)) { error in
+            guard case StoreError.locked = error else { return XCTFail("\(error)") }
+        }
+        let reader = try CacheStore(directory: dir, mode: .readOnly)
+        XCTAssertNotNil(try reader.read(dataset: "web-en", key: "k2"))
+        XCTAssertThrowsError(try reader.appendDurably(dataset: "web-en", records: randomRecords(1)))
+        XCTAssertThrowsError(try CacheStore(directory: dir + "/absent", mode: .readOnly))
+    }
+
+    func testConcurrentWritersShareCommitsAndLoseNothing() throws {
+        let store = try CacheStore(directory: makeTemporaryDirectory())
+        try store.createDataset(testSpec)
+        let perWriter = 40
+        DispatchQueue.concurrentPerform(iterations: 16) { w in
+            for i in 0..<perWriter / 4 {
+                let batch = randomRecords(4, prefix: "w\(w)-\(i)-")
+                do { try store.appendDurably(dataset: "web-en", records: batch) } catch { XCTFail("\(error)") }
+            }
+        }
+        XCTAssertEqual(try store.coverage(dataset: "web-en").sequences, 16 * perWriter)
+        XCTAssertNotNil(try store.read(dataset: "web-en", key: "w15-9-3"))
+    }
+}
