@@ -17,7 +17,8 @@ struct InspectCommand: ParsableCommand {
         do {
             let store = try openReadOnly(cacheDir)
             guard let record = try store.read(dataset: dataset, key: key) else {
-                throw StoreError.notFound("no key '\(key)' in dataset '\(dataset)'")
+                FileHandle.standardError.write(Data("logitctl: no key '\(key)' in dataset '\(dataset)'\n".utf8))
+                throw ExitStatus.rejected
             }
             let range = try parseRange(positions, count: record.positions)
             if json {
@@ -44,6 +45,8 @@ struct InspectCommand: ParsableCommand {
                     print("    \(id == gold ? "*" : " ") \(String(id).padding(toLength: 8, withPad: " ", startingAt: 0)) p=\(String(format: "%.5f", exp(Double(lp))))  lp=\(String(format: "%.4f", lp))")
                 }
             }
+        } catch let code as ExitCode {
+            throw code
         } catch {
             throw fail(error)
         }
