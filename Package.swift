@@ -9,6 +9,7 @@ let package = Package(
     products: [
         .executable(name: "logitctl", targets: ["logitctl"]),
         .executable(name: "logit-bench", targets: ["logit-bench"]),
+        .executable(name: "logit-teach", targets: ["logit-teach"]),
         .library(name: "LogitCore", targets: ["LogitCore"]),
         .library(name: "ShardFormat", targets: ["ShardFormat"]),
         .library(name: "Catalog", targets: ["Catalog"]),
@@ -44,6 +45,11 @@ let package = Package(
         ]),
         .executableTarget(name: "logit-bench", dependencies: [
             "LogitCore", "ShardFormat", "Catalog", "Optim",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        // Stage 0 teacher: selects candidate sets and records them.
+        .executableTarget(name: "logit-teach", dependencies: [
+            "LogitCore", "Catalog",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Writes and flushes sequences until killed; the crash tests SIGKILL it.
