@@ -7,7 +7,7 @@ CONFIG ?= debug
 # Tests run in parallel worker processes; 2 matches this project's machines.
 TEST_WORKERS ?= 2
 
-.PHONY: deps build release test bench clean
+.PHONY: deps build release test bench quickstart clean
 
 ## deps: install the Debian packages the build links against (only those missing).
 deps:
@@ -30,6 +30,14 @@ release: deps
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --parallel --num-workers $(TEST_WORKERS)
+
+## quickstart: Stage 0 on the built-in synthetic teacher (V = 151,936, τ = 0.95, K ≤ 64):
+## select and record 20,000 positions, then report coverage and verify the cache.
+QUICKSTART_DIR ?= runs/quickstart
+quickstart: release
+	.build/release/logit-teach --cache $(QUICKSTART_DIR)/cache --dataset synthetic --positions 20000
+	.build/release/logitctl stats $(QUICKSTART_DIR)/cache --dataset synthetic
+	.build/release/logitctl verify $(QUICKSTART_DIR)/cache
 
 ## bench: every benchmark, release build, one JSON line each.
 bench: release

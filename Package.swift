@@ -35,6 +35,8 @@ let package = Package(
         // SQLite catalog (GRDB) and the cache-directory store facade with recovery.
         .target(name: "Catalog", dependencies: ["ShardFormat", "LogitCore",
                                                 .product(name: "GRDB", package: "GRDB.swift")]),
+        // The binary batch body of the ingest API. See schema/WIRE_FORMAT.md.
+        .target(name: "WireFormat", dependencies: ["LogitCore"]),
         // MoClip, AdamW, Adam-atan2 over named fp32 tensors.
         .target(name: "Optim"),
 
@@ -62,5 +64,6 @@ let package = Package(
         .testTarget(name: "ShardFormatTests", dependencies: ["ShardFormat", "LogitCore"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "ShardFormat", "LogitCore"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim"]),
+        .testTarget(name: "WireFormatTests", dependencies: ["WireFormat", "LogitCore"]),
     ]
 )
