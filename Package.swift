@@ -7,6 +7,7 @@ let package = Package(
     name: "logitd",
     platforms: [.macOS(.v14)],
     products: [
+        .executable(name: "logitd", targets: ["logitd"]),
         .executable(name: "logitctl", targets: ["logitctl"]),
         .executable(name: "logit-bench", targets: ["logit-bench"]),
         .executable(name: "logit-teach", targets: ["logit-teach"]),
@@ -18,6 +19,12 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // System libraries from Debian's -dev packages (see Makefile `deps`).
@@ -37,9 +44,25 @@ let package = Package(
                                                 .product(name: "GRDB", package: "GRDB.swift")]),
         // The binary batch body of the ingest API. See schema/WIRE_FORMAT.md.
         .target(name: "WireFormat", dependencies: ["LogitCore"]),
+        // The Stage 0 ingest daemon: HTTP API (Hummingbird 2), group-committed durable appends.
+        .target(name: "Daemon", dependencies: [
+            "LogitCore", "Catalog", "WireFormat",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Configuration", package: "swift-configuration"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        // Swift client of logitd's API (URLSession), with retries on 503 and connection errors.
+        .target(name: "LogitClient", dependencies: ["LogitCore", "WireFormat", "Catalog"]),
         // MoClip, AdamW, Adam-atan2 over named fp32 tensors.
         .target(name: "Optim"),
 
+        .executableTarget(name: "logitd", dependencies: [
+            "Daemon",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         // Coverage stats, inspect, verify, import/export of a cache directory.
         .executableTarget(name: "logitctl", dependencies: [
             "LogitCore", "ShardFormat", "Catalog",
@@ -65,5 +88,6 @@ let package = Package(
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "ShardFormat", "LogitCore"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim"]),
         .testTarget(name: "WireFormatTests", dependencies: ["WireFormat", "LogitCore"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "LogitClient", "Catalog", "WireFormat", "LogitCore"]),
     ]
 )

@@ -24,6 +24,8 @@ public final class CacheStore: Sendable {
         public var shardWriter = ShardWriterOptions()
         /// An open shard is sealed and a new one started once it reaches this size.
         public var maxShardBytes: UInt64 = 256 << 20
+        /// Told the duration and sequence count of every group commit (metrics).
+        public var flushObserver: (@Sendable (Duration, Int) -> Void)?
         public init() {}
     }
 
@@ -223,6 +225,7 @@ public final class CacheStore: Sendable {
             s.committed = s.appended
             return
         }
+        let started = ContinuousClock.now
         var commit = CatalogDB.Commit()
         var flushed: [(datasetId: Int64, length: UInt64, blocks: Int)] = []
         do throws(StoreError) {
@@ -240,6 +243,7 @@ public final class CacheStore: Sendable {
             abandonPendingLocked(&s, error: error)
             throw error
         }
+        options.flushObserver?(ContinuousClock.now - started, commit.sequences.count)
         for (datasetId, length, blocks) in flushed {
             guard var shard = s.open[datasetId] else { continue }
             shard.entry.committedBytes = length

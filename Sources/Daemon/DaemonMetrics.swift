@@ -1,0 +1,46 @@
+import CoreMetrics
+import Metrics
+import Prometheus
+
+/// The daemon's Prometheus metrics, made through swift-metrics with a factory of its own (no
+/// process-global bootstrap, so several daemons can run in one test process).
+final class DaemonMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+    let factory: PrometheusMetricsFactory
+    let sequences: CoreMetrics.Counter
+    let duplicates: CoreMetrics.Counter
+    let positions: CoreMetrics.Counter
+    let bytesIn: CoreMetrics.Counter
+    let bytesOut: CoreMetrics.Counter
+    let inflightBytes: CoreMetrics.Gauge
+    let inflightRequests: CoreMetrics.Gauge
+    let ackLatency: Metrics.Timer
+    let fsyncLatency: Metrics.Timer
+
+    init() {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [.microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+                                                   .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+                                                   .milliseconds(250), .milliseconds(1000), .seconds(5)]
+        self.factory = factory
+        sequences = CoreMetrics.Counter(label: "logitd_sequences_total", factory: factory)
+        duplicates = CoreMetrics.Counter(label: "logitd_duplicate_sequences_total", factory: factory)
+        positions = CoreMetrics.Counter(label: "logitd_positions_total", factory: factory)
+        bytesIn = CoreMetrics.Counter(label: "logitd_bytes_in_total", factory: factory)
+        bytesOut = CoreMetrics.Counter(label: "logitd_bytes_out_total", factory: factory)
+        inflightBytes = CoreMetrics.Gauge(label: "logitd_inflight_bytes", factory: factory)
+        inflightRequests = CoreMetrics.Gauge(label: "logitd_queue_depth", factory: factory)
+        ackLatency = Metrics.Timer(label: "logitd_ack_latency_seconds", factory: factory)
+        fsyncLatency = Metrics.Timer(label: "logitd_flush_latency_seconds", factory: factory)
+    }
+
+    func request(route: String, status: Int) {
+        CoreMetrics.Counter(label: "logitd_requests_total", dimensions: [("route", route), ("status", String(status))], factory: factory).increment()
+    }
+
+    func error(kind: String) {
+        CoreMetrics.Counter(label: "logitd_errors_total", dimensions: [("kind", kind)], factory: factory).increment()
+    }
+
+    func render() -> [UInt8] { registry.emitToBuffer() }
+}

@@ -1,0 +1,122 @@
+import Catalog
+import Configuration
+import Foundation
+import SystemPackage
+
+/// Everything `logitd serve` can be told. Read through swift-configuration with this precedence:
+/// command-line flags, then environment variables (`LOGITD_PORT`, …), then the JSON config file
+/// (`{"logitd": {"port": 8484}}`), then the defaults below — documented in `config/logitd.json`.
+public struct DaemonSettings: Sendable, Equatable {
+    public var cacheDirectory: String
+    public var host = "127.0.0.1"
+    /// 0 picks a free port (tests); the bound port is reported once listening.
+    public var port = 8484
+    /// Listen on this Unix domain socket instead of TCP.
+    public var unixSocket: String?
+    /// Bearer token required on every request except /healthz and /readyz. Mandatory for any
+    /// non-loopback bind.
+    public var token: String?
+    /// Largest request body accepted (413 beyond).
+    public var maxBodyBytes = 256 << 20
+    /// Memory all in-flight request bodies may hold together; beyond it requests get 503.
+    public var maxInflightBytes = 1 << 30
+    /// Seal a dataset's open shard after this long without appends (0: never).
+    public var sealIdleSeconds = 300.0
+    /// Rotate shards at this size.
+    public var maxShardBytes: UInt64 = 256 << 20
+    public var zstdLevel = 3
+    public var targetBlockBytes = 1 << 20
+    /// Threads selecting candidate sets in logits mode (0: all cores).
+    public var selectionThreads = 0
+
+    public init(cacheDirectory: String) { self.cacheDirectory = cacheDirectory }
+
+    /// Resolves the settings from flags (already parsed into `overrides`), the environment and
+    /// an optional JSON file. Unknown or malformed values fail with the key's name.
+    public static func resolve(overrides: [String: String], configFile: String?,
+                               environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> DaemonSettings {
+        var providers: [any ConfigProvider] = []
+        var flagValues: [AbsoluteConfigKey: ConfigValue] = [:]
+        for (key, value) in overrides {
+            flagValues[AbsoluteConfigKey(["logitd", key])] = ConfigValue(.string(value), isSecret: key == "token")
+        }
+        providers.append(InMemoryProvider(name: "flags", values: flagValues))
+        providers.append(EnvironmentVariablesProvider(environmentVariables: environment))
+        if let configFile {
+            providers.append(try await FileProvider<JSONSnapshot>(filePath: FilePath(configFile)))
+        }
+        let config = ConfigReader(providers: providers).scoped(to: "logitd")
+
+        guard let cache = config.string(forKey: "cache_dir") else {
+            throw DaemonError.settings("cache directory is required (--cache-dir, LOGITD_CACHE_DIR or logitd.cache_dir)")
+        }
+        var s = DaemonSettings(cacheDirectory: cache)
+        func int(_ key: String, _ fallback: Int) throws -> Int {
+            guard let text = config.string(forKey: ConfigKey(key)) else { return config.int(forKey: ConfigKey(key), default: fallback) }
+            guard let v = Int(text) else { throw DaemonError.settings("\(key) must be an integer, got '\(text)'") }
+            return v
+        }
+        func double(_ key: String, _ fallback: Double) throws -> Double {
+            guard let text = config.string(forKey: ConfigKey(key)) else { return config.double(forKey: ConfigKey(key), default: fallback) }
+            guard let v = Double(text) else { throw DaemonError.settings("\(key) must be a number, got '\(text)'") }
+            return v
+        }
+        s.host = config.string(forKey: "host", default: s.host)
+        s.port = try int("port", s.port)
+        s.unixSocket = config.string(forKey: "unix_socket")
+        if let token = config.string(forKey: "token", isSecret: true) {
+            s.token = token
+        } else if let file = config.string(forKey: "token_file") {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw DaemonError.settings("cannot read token_file \(file)")
+            }
+            s.token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        s.maxBodyBytes = try int("max_body_bytes", s.maxBodyBytes)
+        s.maxInflightBytes = try int("max_inflight_bytes", s.maxInflightBytes)
+        s.sealIdleSeconds = try double("seal_idle_seconds", s.sealIdleSeconds)
+        s.maxShardBytes = UInt64(try int("max_shard_bytes", Int(s.maxShardBytes)))
+        s.zstdLevel = try int("zstd_level", s.zstdLevel)
+        s.targetBlockBytes = try int("target_block_bytes", s.targetBlockBytes)
+        s.selectionThreads = try int("selection_threads", s.selectionThreads)
+        try s.validate()
+        return s
+    }
+
+    public func validate() throws {
+        guard (0...65535).contains(port) else { throw DaemonError.settings("port must be 0…65535, got \(port)") }
+        guard maxBodyBytes >= 1024 else { throw DaemonError.settings("max_body_bytes must be ≥ 1024") }
+        guard maxInflightBytes >= maxBodyBytes else {
+            throw DaemonError.settings("max_inflight_bytes (\(maxInflightBytes)) must be ≥ max_body_bytes (\(maxBodyBytes))")
+        }
+        guard sealIdleSeconds >= 0 else { throw DaemonError.settings("seal_idle_seconds must be ≥ 0") }
+        guard (1...22).contains(zstdLevel) else { throw DaemonError.settings("zstd_level must be 1…22") }
+        if let token, token.utf8.count < 16 {
+            throw DaemonError.settings("the bearer token must be at least 16 characters")
+        }
+        if unixSocket == nil && !Self.isLoopback(host) && token == nil {
+            throw DaemonError.settings("refusing to listen on non-loopback address \(host) without a bearer token (set LOGITD_TOKEN or token_file)")
+        }
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
+    var storeOptions: CacheStore.Options {
+        var o = CacheStore.Options()
+        o.maxShardBytes = maxShardBytes
+        o.shardWriter.zstdLevel = zstdLevel
+        o.shardWriter.targetBlockBytes = targetBlockBytes
+        return o
+    }
+}
+
+public enum DaemonError: Error, CustomStringConvertible, Sendable {
+    case settings(String)
+    public var description: String {
+        switch self {
+        case .settings(let m): return "configuration: \(m)"
+        }
+    }
+}

@@ -1,0 +1,198 @@
+import Catalog
+import Foundation
+import Hummingbird
+import LogitCore
+import NIOCore
+import Synchronization
+
+/// The HTTP API (JSON for control, the binary wire format for records; see
+/// schema/WIRE_FORMAT.md and schema/openapi.yaml):
+///
+///     POST /v1/datasets                      create (201; 200 when identical; 409 when different)
+///     GET  /v1/datasets                      list
+///     GET  /v1/datasets/{name}/stats         coverage from the catalog aggregates
+///     POST /v1/datasets/{name}/seal          flush and seal open shards
+///     POST /v1/datasets/{name}/sequences     append a batch; 200 only once durable
+///     GET  /healthz  /readyz  /metrics
+struct Routes {
+    let holder: ServiceHolder
+    let metrics: DaemonMetrics
+    let budget: InflightBudget
+    let maxBodyBytes: Int
+
+    func add(to router: Router<BasicRequestContext>) {
+        router.get("healthz") { _, _ in Self.json(200, ["status": "ok"]) }
+        router.get("readyz") { _, _ in
+            holder.get() != nil ? Self.json(200, ["status": "ready"]) : Self.json(503, ["status": "recovering"])
+        }
+        router.get("metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                     body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
+        }
+        let v1 = router.group("v1/datasets")
+        v1.post { request, _ in try await guarded("create") { try await createDataset(request) } }
+        v1.get { _, _ in
+            try await guarded("list") {
+                let service = try holder.require()
+                let store = service.store
+                let list = try await service.offload { try store.datasets().map { try CoverageSummary.make(store: store, dataset: $0.spec.name) } }
+                return try Self.json(200, list)
+            }
+        }
+        v1.get(":name/stats") { _, context in
+            try await guarded("stats") {
+                let name = try context.parameters.require("name")
+                let service = try holder.require()
+                let store = service.store
+                return try Self.json(200, try await service.offload { try CoverageSummary.make(store: store, dataset: name) })
+            }
+        }
+        v1.post(":name/seal") { _, context in
+            try await guarded("seal") {
+                let name = try context.parameters.require("name")
+                let service = try holder.require()
+                let store = service.store
+                try await service.offload { try store.seal(dataset: name) }
+                return Self.json(200, ["sealed": name])
+            }
+        }
+        v1.post(":name/sequences") { request, context in
+            try await guarded("append") { try await append(request, name: try context.parameters.require("name")) }
+        }
+    }
+
+    /// Runs a handler, turning every failure into a JSON error with the right status, and counts it.
+    func guarded(_ route: String, _ body: () async throws -> Response) async throws -> Response {
+        let response: Response
+        do {
+            response = try await body()
+        } catch let e as IngestError {
+            response = Self.error(e)
+            metrics.error(kind: "\(route)_\(e.status)")
+        } catch let e as HTTPError {
+            response = Self.error(IngestError(status: Int(e.status.code), e.body ?? e.status.reasonPhrase))
+            metrics.error(kind: "\(route)_\(e.status.code)")
+        } catch {
+            let e = IngestError(error)
+            response = Self.error(e)
+            metrics.error(kind: "\(route)_\(e.status)")
+        }
+        metrics.request(route: route, status: Int(response.status.code))
+        return response
+    }
+
+    func createDataset(_ request: Request) async throws -> Response {
+        let service = try holder.require()
+        let body = try await request.body.collect(upTo: 1 << 20)
+        let spec: DatasetSpec
+        do {
+            spec = try JSONDecoder().decode(DatasetRequest.self, from: Data(buffer: body)).spec
+        } catch {
+            throw IngestError(status: 400, "dataset JSON: \(error)")
+        }
+        let store = service.store
+        let (info, created) = try await service.offload { try store.createDataset(spec) }
+        return try Self.json(created ? 201 : 200, DatasetRequest(info.spec))
+    }
+
+    func append(_ request: Request, name: String) async throws -> Response {
+        let service = try holder.require()
+        // Reserve memory for the body before reading it: the bound holds whatever clients send.
+        let declared = request.headers[.contentLength].flatMap { Int($0) }
+        if let declared, declared > maxBodyBytes {
+            throw IngestError(status: 413, "body of \(declared) bytes exceeds the limit of \(maxBodyBytes)")
+        }
+        let reservation = declared ?? maxBodyBytes
+        guard budget.reserve(reservation) else {
+            throw IngestError(status: 503, "too many bytes in flight (limit \(budget.limit)); retry later")
+        }
+        metrics.inflightRequests.record(budget.requests)
+        metrics.inflightBytes.record(budget.inUse)
+        defer {
+            budget.release(reservation)
+            metrics.inflightBytes.record(budget.inUse)
+            metrics.inflightRequests.record(budget.requests)
+        }
+        let buffer: ByteBuffer
+        do { buffer = try await request.body.collect(upTo: maxBodyBytes) } catch let e as HTTPError where e.status == .contentTooLarge {
+            throw IngestError(status: 413, "body exceeds the limit of \(maxBodyBytes) bytes")
+        }
+        metrics.bytesIn.increment(by: buffer.readableBytes)
+        let outcome = try await service.append(dataset: name, body: buffer)
+        return try Self.json(200, outcome)
+    }
+
+    static func json<T: Encodable>(_ status: Int, _ value: T) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = try encoder.encode(value)
+        return Response(status: .init(code: status), headers: [.contentType: "application/json"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func json(_ status: Int, _ value: [String: String]) -> Response {
+        (try? json(status, value as [String: String]?)) ?? Response(status: .internalServerError)
+    }
+
+    static func error(_ e: IngestError) -> Response {
+        var response = (try? json(e.status, e)) ?? Response(status: .internalServerError)
+        if e.status == 503 { response.headers[.retryAfter] = "1" }
+        return response
+    }
+}
+
+/// The JSON of a dataset: `{"name", "vocab_size", "tau", "k_min", "k_max", "teacher_id",
+/// "tokenizer_id", "tokenizer_hash", "logprob_scale"}`; policy fields default to the standard policy.
+struct DatasetRequest: Codable {
+    var name: String
+    var vocab_size: Int
+    var tau: Double?
+    var k_min: Int?
+    var k_max: Int?
+    var teacher_id: String?
+    var tokenizer_id: String?
+    var tokenizer_hash: String?
+    var logprob_scale: Float?
+
+    init(_ spec: DatasetSpec) {
+        name = spec.name
+        vocab_size = spec.vocabSize
+        tau = spec.policy.tau
+        k_min = spec.policy.kMin
+        k_max = spec.policy.kMax
+        teacher_id = spec.teacherId
+        tokenizer_id = spec.tokenizerId
+        tokenizer_hash = spec.tokenizerHash
+        logprob_scale = spec.logprobScale
+    }
+
+    var spec: DatasetSpec {
+        DatasetSpec(name: name, vocabSize: vocab_size,
+                    policy: SelectionPolicy(tau: tau ?? SelectionPolicy.default.tau, kMin: k_min ?? SelectionPolicy.default.kMin,
+                                            kMax: k_max ?? SelectionPolicy.default.kMax),
+                    teacherId: teacher_id ?? "", tokenizerId: tokenizer_id ?? "", tokenizerHash: tokenizer_hash ?? "",
+                    logprobScale: logprob_scale ?? 64)
+    }
+}
+
+/// Bounds the memory held by request bodies in flight (backpressure): a request reserves its
+/// declared length before its body is read and gets 503 + Retry-After when the bound is reached.
+final class InflightBudget: Sendable {
+    let limit: Int
+    private let state = Mutex<(bytes: Int, requests: Int)>((0, 0))
+
+    init(limit: Int) { self.limit = limit }
+
+    func reserve(_ bytes: Int) -> Bool {
+        state.withLock { s in
+            guard s.bytes + bytes <= limit else { return false }
+            s.bytes += bytes
+            s.requests += 1
+            return true
+        }
+    }
+
+    func release(_ bytes: Int) { state.withLock { $0.bytes -= bytes; $0.requests -= 1 } }
+    var inUse: Int { state.withLock { $0.bytes } }
+    var requests: Int { state.withLock { $0.requests } }
+}
