@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import XCTest
 import LogitCore
 @testable import ShardFormat
@@ -113,5 +114,37 @@ final class ShardWriterTests: XCTestCase {
         let reader = try ShardReader(sealedAt: sealed.path)
         XCTAssertEqual(reader.blockCount, 0)
         XCTAssertEqual(reader.sequenceCount, 0)
+    }
+}
+
+final class ShardReaderConcurrencyTests: XCTestCase {
+    /// One reader shared by many threads (cache and first-touch verification under contention).
+    func testConcurrentDecodesAgreeWithTheInput() throws {
+        let dir = temporaryDirectory(self)
+        var f = RecordFactory(seed: 31, vocab: 151_936)
+        let input = (0..<60).map { f.record(key: "c\($0)") }
+        let (path, locations, _) = try writeSealed(input, provenance: provenance(vocab: 151_936),
+                                                   options: ShardWriterOptions(targetBlockBytes: 2048), dir: dir)
+        for access in [ShardReader.Access.mmap, .pread] {
+            let reader = try ShardReader(sealedAt: path, access: access)
+            XCTAssertGreaterThan(reader.blockCount, ShardReader.cachedBlocks, "test must exceed the block cache")
+            let expected = input.map { canonicalized($0, logprobScale: 64) }
+            let failures = Atomic<Int>(0)
+            DispatchQueue.concurrentPerform(iterations: 8) { thread in
+                var r = SequenceRecord(key: "", tokens: [], setOffsets: [], ids: [], logprobs: [], goldForced: [])
+                for round in 0..<5 {
+                    for k in 0..<locations.count {
+                        let i = (k * 7 + thread * 13 + round) % locations.count
+                        do {
+                            try reader.decode(block: locations[i].block, ordinal: locations[i].ordinal, into: &r)
+                            if r != expected[i] { failures.add(1, ordering: .relaxed) }
+                        } catch {
+                            failures.add(1, ordering: .relaxed)
+                        }
+                    }
+                }
+            }
+            XCTAssertEqual(failures.load(ordering: .relaxed), 0)
+        }
     }
 }

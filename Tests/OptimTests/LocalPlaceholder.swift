@@ -1,0 +1,1 @@
+// local placeholder so SwiftPM resolves the target; not committed
