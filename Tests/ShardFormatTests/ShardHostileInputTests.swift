@@ -160,3 +160,50 @@ final class ShardHostileInputTests: XCTestCase {
         XCTAssertThrowsError(try ShardReader(openAt: path, committedLength: UInt64(original.count) + 64))
     }
 }
+
+/// Open (unsealed) shards: a committed length is either a block boundary or refused; flips
+/// below it are detected or harmless.
+final class OpenShardHostileTests: XCTestCase {
+    func testCommittedLengthsAndFlipsInOpenShards() throws {
+        let dir = temporaryDirectory(self)
+        var f = RecordFactory(seed: 77, vocab: 40_000)
+        let input = (0..<20).map { f.record(key: "u\($0)") }
+        let path = dir + "/u.tmp"
+        let w = try ShardWriter(creating: path, provenance: provenance(vocab: 40_000), shardID: UUID(),
+                                options: ShardWriterOptions(codec: .lz4, targetBlockBytes: 2048))
+        var locations: [SequenceLocation] = []
+        for r in input { locations.append(try w.append(r)) }
+        let committed = try w.flush()
+        let reader = try ShardReader(openAt: path, committedLength: committed)
+        let ends = Set((0..<reader.blockCount).map { Int(reader.blockInfo($0).end) } + [reader.headerLength])
+        for cut in stride(from: 0, through: Int(committed), by: 64) {
+            do {
+                let r = try ShardReader(openAt: path, committedLength: UInt64(cut), access: .pread)
+                XCTAssertTrue(ends.contains(cut), "length \(cut) inside a block was accepted")
+                for b in 0..<r.blockCount { try r.verifyBlock(b) }
+            } catch {
+                XCTAssertFalse(ends.contains(cut), "block boundary \(cut) refused: \(error)")
+            }
+        }
+        let original = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+        var rng = SplitMix64(seed: 5)
+        var detected = 0
+        for _ in 0..<100 {
+            var bytes = original
+            bytes[Int(rng.next() % UInt64(bytes.count))] ^= UInt8(1 + rng.next() % 255)
+            let p = dir + "/flip.tmp"
+            try Data(bytes).write(to: URL(fileURLWithPath: p))
+            do throws(ShardError) {
+                let r = try ShardReader(openAt: p, committedLength: committed)
+                for (rec, loc) in zip(input, locations) {
+                    let got = try r.sequence(block: loc.block, ordinal: loc.ordinal)
+                    XCTAssertEqual(got, canonicalized(rec, logprobScale: 64), "undetected corruption returned wrong data")
+                }
+            } catch {
+                XCTAssertEqual(error.path, p)
+                detected += 1
+            }
+        }
+        XCTAssertGreaterThan(detected, 60)
+    }
+}
