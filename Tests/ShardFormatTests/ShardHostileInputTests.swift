@@ -86,6 +86,23 @@ final class ShardHostileInputTests: XCTestCase {
         }
     }
 
+    /// Multi-byte damage: runs of 0xFF / 0x00 / random bytes, and random cut-and-extend.
+    func testMultiByteDamageNeverCrashes() throws {
+        var rng = SplitMix64(seed: 1234)
+        for round in 0..<200 {
+            var bytes = original
+            let at = Int(rng.next() % UInt64(bytes.count))
+            let n = min(1 + Int(rng.next() % 24), bytes.count - at)
+            for i in at..<(at + n) {
+                bytes[i] = round % 3 == 0 ? 0xFF : round % 3 == 1 ? 0 : UInt8(truncatingIfNeeded: rng.next())
+            }
+            if round % 10 == 0 {
+                bytes = Array(bytes[0..<at]) + [UInt8](repeating: 0, count: Int(rng.next() % 200))
+            }
+            _ = readAll(bytes)
+        }
+    }
+
     func testBlockCorruptionNamesTheBlock() throws {
         let reader = try ShardReader(sealedAt: path)
         let info = reader.blockInfo(2)
