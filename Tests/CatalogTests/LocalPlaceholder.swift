@@ -1,1 +1,0 @@
-// local placeholder so SwiftPM resolves the target; not committed
