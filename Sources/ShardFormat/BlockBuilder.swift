@@ -13,11 +13,16 @@ struct BlockBuilder {
     var seqKeyBytes: [UInt16] = []
     var seqFlags: [UInt8] = []
     var keys: [UInt8] = []
-    var tokens: [UInt32] = []
+    var firstTokens: [UInt32] = []
     var ks: [UInt16] = []
+    var widths: [UInt8] = []
+    var goldIndex: [UInt16] = []
     var goldForced: [Bool] = []
     var mask: [Bool] = []
-    var ids: [UInt32] = []
+    /// Candidate ids by width class: `idsByWidth[w − 1]` holds the ids of sets whose largest id
+    /// fits in w bytes. Splitting by class gives zstd's order-0 entropy coder homogeneous planes.
+    var idsByWidth: [[UInt32]]
+    var candidates = 0
     var lpFirst: [UInt16] = []
     var lpDelta: [UInt8] = []
     var lpEscapes: [UInt32] = []
@@ -26,32 +31,35 @@ struct BlockBuilder {
     init(idBytes: Int, scale: Float) {
         self.idBytes = idBytes
         self.scale = scale
+        idsByWidth = Array(repeating: [], count: idBytes)
     }
 
     var sequenceCount: Int { seqTokens.count }
     var positions: Int { ks.count }
-    var candidates: Int { ids.count }
     var isEmpty: Bool { seqTokens.isEmpty }
 
     /// Exact size of the raw payload `build()` would produce.
     var rawBytes: Int {
-        Self.rawBytes(sequences: sequenceCount, keyBytes: keys.count, tokens: tokens.count, positions: positions,
-                      maskedPositions: mask.count, candidates: candidates, escapes: lpEscapes.count, idBytes: idBytes)
+        Self.fixedRawBytes(sequences: sequenceCount, keyBytes: keys.count, positions: positions, maskedPositions: mask.count,
+                           candidates: candidates, escapes: lpEscapes.count, idBytes: idBytes)
+            + idsByWidth.enumerated().reduce(0) { $0 + ($1.offset + 1) * $1.element.count }
     }
 
-    static func rawBytes(sequences n: Int, keyBytes: Int, tokens: Int, positions p: Int, maskedPositions m: Int,
-                         candidates c: Int, escapes e: Int, idBytes b: Int) -> Int {
-        15 * n + keyBytes + b * tokens + 2 * p + (p + 7) / 8 + (m + 7) / 8 + b * c + 2 * p + (c - p) + 4 * e
+    /// Everything but the id planes (whose size depends on the width classes).
+    static func fixedRawBytes(sequences n: Int, keyBytes: Int, positions p: Int, maskedPositions m: Int,
+                              candidates c: Int, escapes e: Int, idBytes b: Int) -> Int {
+        15 * n + keyBytes + b * n + 2 * p + p + 2 * p + (p + 7) / 8 + (m + 7) / 8 + 2 * p + (c - p) + 4 * e
     }
 
     /// Upper bound of what `record` adds to the raw size (every code escaped), used to decide
     /// block cuts before touching the builder.
     static func worstCaseBytes(_ r: SequenceRecord, idBytes: Int) -> Int {
         let p = r.positions, c = r.candidates
-        return 15 + r.key.utf8.count + idBytes * r.tokens.count + 5 * p + 2 + idBytes * c + c + 4 * c
+        return 15 + r.key.utf8.count + idBytes + 7 * p + 2 + idBytes * c + c + 4 * c
     }
 
-    /// Appends a record that already passed `SequenceRecord.validate`.
+    /// Appends a record that already passed `SequenceRecord.validate` (so every set is
+    /// non-empty and holds its gold token).
     mutating func append(_ r: SequenceRecord) {
         let key = Array(r.key.utf8)
         seqTokens.append(UInt32(r.tokens.count))
@@ -59,18 +67,28 @@ struct BlockBuilder {
         seqKeyBytes.append(UInt16(key.count))
         seqFlags.append(r.lossMask == nil ? 0 : 1)
         keys.append(contentsOf: key)
-        tokens.append(contentsOf: r.tokens)
+        firstTokens.append(r.tokens[0])
         if let m = r.lossMask { mask.append(contentsOf: m.lazy.map { $0 != 0 }) }
         goldForced.append(contentsOf: r.goldForced)
+        candidates += r.ids.count
         let escapesBefore = lpEscapes.count
         for t in 0..<r.positions {
             let lo = Int(r.setOffsets[t]), hi = Int(r.setOffsets[t + 1])
             ks.append(UInt16(hi - lo))
             canonicalOrder(ids: r.ids, logprobs: r.logprobs, range: lo..<hi, scale: scale, into: &scratch)
+            let gold = r.tokens[t + 1]
+            var maxId: UInt32 = 0
+            for (j, key) in scratch.enumerated() {
+                let id = UInt32(truncatingIfNeeded: key)
+                maxId = max(maxId, id)
+                if id == gold { goldIndex.append(UInt16(j)) }
+            }
+            let w = maxId < 1 << 8 ? 1 : maxId < 1 << 16 ? 2 : maxId < 1 << 24 ? 3 : 4
+            widths.append(UInt8(w))
             var previous: UInt32 = 0
             for (j, key) in scratch.enumerated() {
                 let code = UInt32(truncatingIfNeeded: key >> 32)
-                ids.append(UInt32(truncatingIfNeeded: key))
+                idsByWidth[w - 1].append(UInt32(truncatingIfNeeded: key))
                 if j == 0 {
                     if code < 0xFFFF { lpFirst.append(UInt16(code)) } else { lpFirst.append(0xFFFF); lpEscapes.append(code) }
                 } else {
@@ -84,13 +102,7 @@ struct BlockBuilder {
     }
 
     mutating func reset() {
-        seqTokens.removeAll(keepingCapacity: true); seqCandidates.removeAll(keepingCapacity: true)
-        seqEscapes.removeAll(keepingCapacity: true); seqKeyBytes.removeAll(keepingCapacity: true)
-        seqFlags.removeAll(keepingCapacity: true); keys.removeAll(keepingCapacity: true)
-        tokens.removeAll(keepingCapacity: true); ks.removeAll(keepingCapacity: true)
-        goldForced.removeAll(keepingCapacity: true); mask.removeAll(keepingCapacity: true)
-        ids.removeAll(keepingCapacity: true); lpFirst.removeAll(keepingCapacity: true)
-        lpDelta.removeAll(keepingCapacity: true); lpEscapes.removeAll(keepingCapacity: true)
+        self = BlockBuilder(idBytes: idBytes, scale: scale)
     }
 
     /// The raw payload, sections in the order of SHARD_FORMAT.md.
@@ -103,11 +115,13 @@ struct BlockBuilder {
         for v in seqKeyBytes { w.u16(v) }
         w.raw(seqFlags)
         w.raw(keys)
-        Self.planes(tokens, count: idBytes, into: &w)
+        Self.planes(firstTokens, count: idBytes, into: &w)
         Self.planes(ks.map(UInt32.init), count: 2, into: &w)
+        w.raw(widths)
+        Self.planes(goldIndex.map(UInt32.init), count: 2, into: &w)
         Self.bitmap(goldForced, into: &w)
         Self.bitmap(mask, into: &w)
-        Self.planes(ids, count: idBytes, into: &w)
+        for (i, ids) in idsByWidth.enumerated() { Self.planes(ids, count: i + 1, into: &w) }
         Self.planes(lpFirst.map(UInt32.init), count: 2, into: &w)
         w.raw(lpDelta)
         for v in lpEscapes { w.u32(v) }

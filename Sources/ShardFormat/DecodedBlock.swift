@@ -15,30 +15,28 @@ final class DecodedBlock: @unchecked Sendable {
     let block: Int
 
     // Section starts (byte offsets into `raw`).
-    let keysAt: Int, tokensAt: Int, kAt: Int, goldAt: Int, maskAt: Int, idsAt: Int, lpFirstAt: Int, lpDeltaAt: Int, escAt: Int
-    let totalTokens: Int
+    let keysAt: Int, firstTokenAt: Int, kAt: Int, widthAt: Int, goldIndexAt: Int, goldAt: Int, maskAt: Int
+    let lpFirstAt: Int, lpDeltaAt: Int, escAt: Int
+    /// Start and length of the id planes of width class w at index w − 1.
+    let classAt: [Int], classCount: [Int]
     // Per-sequence prefix sums, count n + 1.
-    let tokenStart: [Int], posStart: [Int], candStart: [Int], escStart: [Int], keyStart: [Int], maskStart: [Int]
+    let posStart: [Int], candStart: [Int], escStart: [Int], keyStart: [Int], maskStart: [Int]
+    /// Candidates of width class w before sequence i: `classStart[i * idBytes + w − 1]`.
+    let classStart: [Int]
 
-    /// Takes ownership of `raw` (allocated by the caller, deallocated here) and validates the
-    /// sequence table and section sizes against the block header before anything else.
+    /// Takes ownership of `raw` (allocated by the caller; deallocated here once `init` succeeds)
+    /// and validates the sequence table, every K and width class, and the section sizes against
+    /// the block header before anything else.
     init(raw: UnsafeMutableRawBufferPointer, info: BlockInfo, provenance: ShardProvenance, path: String, block: Int) throws(ShardError) {
-        self.raw = raw
-        self.info = info
-        self.idBytes = provenance.idBytes
-        self.vocabSize = provenance.vocabSize
-        self.kLow = min(provenance.policy.kMin, provenance.vocabSize)
-        self.kHigh = provenance.policy.kMax + 1
-        self.inverseScale = 1 / provenance.logprobScale
-        self.path = path
-        self.block = block
         func fail(_ r: String) -> ShardError { ShardError(path: path, block: block, reason: r) }
         let n = info.sequenceCount
+        let b = provenance.idBytes
+        let kLow = min(provenance.policy.kMin, provenance.vocabSize), kHigh = provenance.policy.kMax + 1
         let buf = UnsafeRawBufferPointer(raw)
         guard 15 * n <= buf.count else { throw fail("sequence table of \(n) sequences exceeds the \(buf.count)-byte payload") }
         func u32(_ at: Int) -> Int { Int(UInt32(littleEndian: buf.loadUnaligned(fromByteOffset: at, as: UInt32.self))) }
-        var tokenStart = [Int](repeating: 0, count: n + 1), posStart = tokenStart, candStart = tokenStart
-        var escStart = tokenStart, keyStart = tokenStart, maskStart = tokenStart
+        var posStart = [Int](repeating: 0, count: n + 1), candStart = posStart
+        var escStart = posStart, keyStart = posStart, maskStart = posStart
         for i in 0..<n {
             let l = u32(4 * i), c = u32(4 * n + 4 * i), e = u32(8 * n + 4 * i)
             let kb = Int(UInt16(littleEndian: buf.loadUnaligned(fromByteOffset: 12 * n + 2 * i, as: UInt16.self)))
@@ -50,7 +48,6 @@ final class DecodedBlock: @unchecked Sendable {
             guard e <= c else { throw fail("sequence \(i) declares \(e) log-prob escapes for \(c) candidates") }
             guard kb >= 1, kb <= SequenceRecord.maxKeyBytes else { throw fail("sequence \(i) key of \(kb) bytes, expected 1…\(SequenceRecord.maxKeyBytes)") }
             guard flags <= 1 else { throw fail("sequence \(i) has unknown flag bits 0x\(String(flags, radix: 16))") }
-            tokenStart[i + 1] = tokenStart[i] + l
             posStart[i + 1] = posStart[i] + l - 1
             candStart[i + 1] = candStart[i] + c
             escStart[i + 1] = escStart[i] + e
@@ -61,96 +58,179 @@ final class DecodedBlock: @unchecked Sendable {
         guard p == info.positions, c == info.candidates else {
             throw fail("sequence table sums to \(p) positions and \(c) candidates, block header says \(info.positions) and \(info.candidates)")
         }
-        let expected = BlockBuilder.rawBytes(sequences: n, keyBytes: keyStart[n], tokens: tokenStart[n], positions: p,
-                                             maskedPositions: maskStart[n], candidates: c, escapes: escStart[n], idBytes: idBytes)
-        guard expected == buf.count else {
-            throw fail("section sizes add up to \(expected) bytes, payload has \(buf.count)")
+        let fixed = BlockBuilder.fixedRawBytes(sequences: n, keyBytes: keyStart[n], positions: p, maskedPositions: maskStart[n],
+                                               candidates: c, escapes: escStart[n], idBytes: b)
+        guard fixed <= buf.count else { throw fail("section sizes need at least \(fixed) bytes, payload has \(buf.count)") }
+        let keysAt = 15 * n
+        let firstTokenAt = keysAt + keyStart[n]
+        let kAt = firstTokenAt + b * n
+        let widthAt = kAt + 2 * p
+        // One pass over K and width class of every position: bounds, per-sequence sums.
+        var classStart = [Int](repeating: 0, count: (n + 1) * b)
+        var classCount = [Int](repeating: 0, count: b)
+        for i in 0..<n {
+            var sum = 0
+            for t in posStart[i]..<posStart[i + 1] {
+                let k = Int(buf[kAt + t]) | Int(buf[kAt + p + t]) << 8
+                let w = Int(buf[widthAt + t])
+                guard k >= kLow, k <= kHigh else { throw fail("sequence \(i) position \(t - posStart[i]): K = \(k), expected \(kLow)…\(kHigh)") }
+                guard w >= 1, w <= b else { throw fail("sequence \(i) position \(t - posStart[i]): id width class \(w), expected 1…\(b)") }
+                sum += k
+                classCount[w - 1] += k
+            }
+            guard sum == candStart[i + 1] - candStart[i] else {
+                throw fail("sequence \(i): K values sum to \(sum), the sequence table declares \(candStart[i + 1] - candStart[i]) candidates")
+            }
+            for w in 0..<b { classStart[(i + 1) * b + w] = classCount[w] }
         }
-        let b = idBytes
-        keysAt = 15 * n
-        tokensAt = keysAt + keyStart[n]
-        kAt = tokensAt + b * tokenStart[n]
-        goldAt = kAt + 2 * p
+        let idBytesTotal = classCount.enumerated().reduce(0) { $0 + ($1.offset + 1) * $1.element }
+        guard fixed + idBytesTotal == buf.count else {
+            throw fail("section sizes add up to \(fixed + idBytesTotal) bytes, payload has \(buf.count)")
+        }
+        goldIndexAt = widthAt + p
+        goldAt = goldIndexAt + 2 * p
         maskAt = goldAt + (p + 7) / 8
-        idsAt = maskAt + (maskStart[n] + 7) / 8
-        lpFirstAt = idsAt + b * c
+        var at = maskAt + (maskStart[n] + 7) / 8
+        var classAt: [Int] = []
+        for w in 0..<b { classAt.append(at); at += (w + 1) * classCount[w] }
+        lpFirstAt = at
         lpDeltaAt = lpFirstAt + 2 * p
         escAt = lpDeltaAt + (c - p)
-        totalTokens = tokenStart[n]
-        self.tokenStart = tokenStart; self.posStart = posStart; self.candStart = candStart
+        self.keysAt = keysAt; self.firstTokenAt = firstTokenAt; self.kAt = kAt; self.widthAt = widthAt
+        self.classAt = classAt; self.classCount = classCount; self.classStart = classStart
+        self.posStart = posStart; self.candStart = candStart
         self.escStart = escStart; self.keyStart = keyStart; self.maskStart = maskStart
+        self.raw = raw
+        self.info = info
+        self.idBytes = b
+        self.vocabSize = provenance.vocabSize
+        self.kLow = kLow
+        self.kHigh = kHigh
+        self.inverseScale = 1 / provenance.logprobScale
+        self.path = path
+        self.block = block
     }
 
     deinit { raw.deallocate() }
 
-    /// Decodes sequence `i` into `r`, reusing its arrays' storage. Checks ids and tokens < vocab,
-    /// K bounds, the per-sequence candidate and escape counts, and code range; log-probs are
-    /// finite and ≤ 0 by construction.
+    /// Decodes sequence `i` into `r`, reusing its arrays' storage. Checks ids < vocab, gold
+    /// indexes < K, escape counts and code range; K was checked when the block was opened, and
+    /// log-probs are finite and ≤ 0 by construction.
     func decode(_ i: Int, into r: inout SequenceRecord) throws(ShardError) {
         func fail(_ reason: String) -> ShardError { ShardError(path: path, block: block, reason: "sequence \(i): \(reason)") }
         let base = UnsafeRawPointer(raw.baseAddress!).assumingMemoryBound(to: UInt8.self)
-        let l = tokenStart[i + 1] - tokenStart[i]
-        let p = l - 1
         let p0 = posStart[i], c0 = candStart[i]
+        let p = posStart[i + 1] - p0
         let c = candStart[i + 1] - c0
         let b = idBytes
+        let totalP = info.positions
 
         let keyBytes = UnsafeBufferPointer(start: base + keysAt + keyStart[i], count: keyStart[i + 1] - keyStart[i])
         guard let key = String(validating: keyBytes, as: UTF8.self) else { throw fail("key is not valid UTF-8") }
         r.key = key
 
-        // Tokens.
-        resize(&r.tokens, l)
-        let maxToken = r.tokens.withUnsafeMutableBufferPointer { out in
-            gatherPlanes(base + tokensAt + tokenStart[i], stride: totalTokens, planes: b, count: l, into: out.baseAddress!)
-        }
-        guard Int(maxToken) < vocabSize else { throw fail("token id \(maxToken) ≥ vocab size \(vocabSize)") }
-
         // Loss mask.
         if maskStart[i + 1] > maskStart[i] {
             var m = r.lossMask ?? []
             resize(&m, p)
-            let bit0 = maskStart[i]
+            let bit0 = maskStart[i], maskBase = base + maskAt
             m.withUnsafeMutableBufferPointer { out in
-                for t in 0..<p { let bit = bit0 + t; out[t] = (base[maskAt + bit >> 3] >> UInt8(bit & 7)) & 1 }
+                for t in 0..<p { let bit = bit0 + t; out[t] = (maskBase[bit >> 3] >> UInt8(bit & 7)) & 1 }
             }
             r.lossMask = m
         } else {
             r.lossMask = nil
         }
 
-        // K → set offsets, gold-forced flags.
-        resize(&r.setOffsets, l)
+        // K → set offsets; gold-forced flags.
+        resize(&r.setOffsets, p + 1)
         resize(&r.goldForced, p)
-        let kLo = base + kAt + p0, kHi = base + kAt + info.positions + p0
-        let lowK = kLow, highK = kHigh
-        let kOK: Bool = r.setOffsets.withUnsafeMutableBufferPointer { offs in
-            var acc = 0
-            var ok = true
+        let kLo = base + kAt + p0, kHi = base + kAt + totalP + p0
+        r.setOffsets.withUnsafeMutableBufferPointer { offs in
+            var acc: UInt32 = 0
             offs[0] = 0
             for t in 0..<p {
-                let k = Int(kLo[t]) | Int(kHi[t]) << 8
-                ok = ok && k >= lowK && k <= highK
-                acc += k
-                offs[t + 1] = UInt32(truncatingIfNeeded: acc)
+                acc &+= UInt32(kLo[t]) | UInt32(kHi[t]) << 8
+                offs[t + 1] = acc
             }
-            return ok && acc == c
         }
-        guard kOK else { throw fail("K values out of \(kLow)…\(kHigh) or not summing to the declared \(c) candidates") }
+        let goldBase = base + goldAt
         r.goldForced.withUnsafeMutableBufferPointer { out in
-            for t in 0..<p { let bit = p0 + t; out[t] = (base[goldAt + bit >> 3] >> UInt8(bit & 7)) & 1 != 0 }
+            for t in 0..<p { let bit = p0 + t; out[t] = (goldBase[bit >> 3] >> UInt8(bit & 7)) & 1 != 0 }
         }
 
-        // Candidate ids.
+        // Candidate ids, set by set from the planes of each set's width class.
         resize(&r.ids, c)
-        let maxId = r.ids.withUnsafeMutableBufferPointer { out in
-            gatherPlanes(base + idsAt + c0, stride: info.candidates, planes: b, count: c, into: out.baseAddress!)
+        let widths = base + widthAt + p0
+        var planeBase: (UnsafePointer<UInt8>, UnsafePointer<UInt8>, UnsafePointer<UInt8>, UnsafePointer<UInt8>) = (base, base, base, base)
+        var stride = (0, 0, 0, 0)
+        for w in 0..<b {
+            let start = base + classAt[w] + classStart[i * b + w]
+            let s = classCount[w]
+            switch w { case 0: planeBase.0 = start; stride.0 = s
+                       case 1: planeBase.1 = start; stride.1 = s
+                       case 2: planeBase.2 = start; stride.2 = s
+                       default: planeBase.3 = start; stride.3 = s }
+        }
+        let maxId: UInt32 = r.setOffsets.withUnsafeBufferPointer { offs in
+            r.ids.withUnsafeMutableBufferPointer { outBuffer in
+                let out = outBuffer.baseAddress!
+                var maxId: UInt32 = 0
+                for t in 0..<p {
+                    let lo = Int(offs[t]), k = Int(offs[t + 1]) - lo
+                    switch widths[t] {
+                    case 1:
+                        let a = planeBase.0
+                        for j in 0..<k { out[lo + j] = UInt32(a[j]) }
+                        planeBase.0 += k
+                    case 2:
+                        let a = planeBase.1, s = stride.1
+                        for j in 0..<k { out[lo + j] = UInt32(a[j]) | UInt32(a[s + j]) << 8 }
+                        planeBase.1 += k
+                    case 3:
+                        let a = planeBase.2, s = stride.2
+                        for j in 0..<k { out[lo + j] = UInt32(a[j]) | UInt32(a[s + j]) << 8 | UInt32(a[2 * s + j]) << 16 }
+                        planeBase.2 += k
+                    default:
+                        let a = planeBase.3, s = stride.3
+                        for j in 0..<k {
+                            out[lo + j] = UInt32(a[j]) | UInt32(a[s + j]) << 8 | UInt32(a[2 * s + j]) << 16 | UInt32(a[3 * s + j]) << 24
+                        }
+                        planeBase.3 += k
+                    }
+                }
+                for j in 0..<c { maxId = max(maxId, out[j]) }
+                return maxId
+            }
         }
         guard Int(maxId) < vocabSize else { throw fail("candidate id \(maxId) ≥ vocab size \(vocabSize)") }
 
+        // Tokens: the first stored as is, the rest as the gold's index in its set.
+        resize(&r.tokens, p + 1)
+        var first: UInt32 = 0
+        for w in 0..<b { first |= UInt32(base[firstTokenAt + w * info.sequenceCount + i]) << UInt32(8 * w) }
+        guard Int(first) < vocabSize else { throw fail("first token \(first) ≥ vocab size \(vocabSize)") }
+        let giLo = base + goldIndexAt + p0, giHi = base + goldIndexAt + totalP + p0
+        let goldOK: Bool = r.setOffsets.withUnsafeBufferPointer { offs in
+            r.ids.withUnsafeBufferPointer { ids in
+                r.tokens.withUnsafeMutableBufferPointer { tokens in
+                    tokens[0] = first
+                    var ok = true
+                    for t in 0..<p {
+                        let lo = offs[t], k = offs[t + 1] - lo
+                        let gi = UInt32(giLo[t]) | UInt32(giHi[t]) << 8
+                        ok = ok && gi < k
+                        tokens[t + 1] = ids[Int(lo + min(gi, k - 1))]
+                    }
+                    return ok
+                }
+            }
+        }
+        guard goldOK else { throw fail("a gold index lies outside its candidate set") }
+
         // Log-probs: first code per set, then non-negative deltas; 0xFFFF / 0xFF escape to u32.
         resize(&r.logprobs, c)
-        let firstLo = base + lpFirstAt + p0, firstHi = base + lpFirstAt + info.positions + p0
+        let firstLo = base + lpFirstAt + p0, firstHi = base + lpFirstAt + totalP + p0
         let deltas = base + lpDeltaAt + (c0 - p0)
         let escapes = base + escAt + 4 * escStart[i]
         let escapeLimit = escStart[i + 1] - escStart[i]
@@ -216,36 +296,6 @@ final class DecodedBlock: @unchecked Sendable {
     }
 }
 
-/// Reassembles `count` little-endian values from `planes` byte planes `stride` bytes apart;
-/// returns the largest value (one compare per element instead of a branch).
-@inline(__always)
-func gatherPlanes(_ src: UnsafePointer<UInt8>, stride: Int, planes: Int, count: Int, into out: UnsafeMutablePointer<UInt32>) -> UInt32 {
-    var maxValue: UInt32 = 0
-    switch planes {
-    case 3:
-        let a = src, b = src + stride, c = src + 2 * stride
-        for j in 0..<count {
-            let v = UInt32(a[j]) | UInt32(b[j]) << 8 | UInt32(c[j]) << 16
-            out[j] = v
-            maxValue = max(maxValue, v)
-        }
-    case 2:
-        let a = src, b = src + stride
-        for j in 0..<count {
-            let v = UInt32(a[j]) | UInt32(b[j]) << 8
-            out[j] = v
-            maxValue = max(maxValue, v)
-        }
-    default:
-        for j in 0..<count {
-            var v: UInt32 = 0
-            for k in 0..<planes { v |= UInt32(src[k * stride + j]) << UInt32(8 * k) }
-            out[j] = v
-            maxValue = max(maxValue, v)
-        }
-    }
-    return maxValue
-}
 
 /// Sets `a.count` to `n`, keeping storage (no reallocation once the array has grown).
 @inline(__always)

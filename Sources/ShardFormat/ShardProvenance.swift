@@ -40,7 +40,7 @@ public struct ShardProvenance: Sendable, Equatable, Codable {
     }
 
     /// Throws naming the bad field (`path` is the shard the provenance belongs to).
-    func validate(path: String) throws(ShardError) {
+    public func validate(path: String) throws(ShardError) {
         func fail(_ r: String) -> ShardError { ShardError(path: path, reason: "invalid provenance: \(r)") }
         guard vocabSize >= 2, vocabSize <= Self.maxVocabSize else {
             throw fail("vocab size must be 2…\(Self.maxVocabSize), got \(vocabSize)")
