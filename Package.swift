@@ -32,6 +32,8 @@ let package = Package(
                        providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CLZ4", path: "Sources/CLZ4", pkgConfig: "liblz4",
                        providers: [.apt(["liblz4-dev"])]),
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CXXHash", path: "Sources/CXXHash", pkgConfig: "libxxhash",
                        providers: [.apt(["libxxhash-dev"])]),
 
@@ -56,6 +58,9 @@ let package = Package(
         ]),
         // Swift client of logitd's API (URLSession), with retries on 503 and connection errors.
         .target(name: "LogitClient", dependencies: ["LogitCore", "WireFormat", "Catalog"]),
+        // Stage 1 data path: memory-mapped, deterministic, resumable replay of a cache, and the
+        // restricted-softmax losses (CE_S, KD) beside the full-vocabulary reference.
+        .target(name: "Replay", dependencies: ["LogitCore", "ShardFormat", "Catalog", "COpenBLAS"]),
         // MoClip, AdamW, Adam-atan2 over named fp32 tensors.
         .target(name: "Optim"),
 
@@ -69,7 +74,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "logit-bench", dependencies: [
-            "LogitCore", "ShardFormat", "Catalog", "Optim",
+            "LogitCore", "ShardFormat", "Catalog", "Optim", "Replay", "WireFormat", "LogitClient",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Stage 0 teacher: selects candidate sets and records them.
@@ -87,6 +92,7 @@ let package = Package(
         .testTarget(name: "ShardFormatTests", dependencies: ["ShardFormat", "LogitCore"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "ShardFormat", "LogitCore"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim"]),
+        .testTarget(name: "ReplayTests", dependencies: ["Replay", "Catalog", "ShardFormat", "LogitCore"]),
         .testTarget(name: "WireFormatTests", dependencies: ["WireFormat", "LogitCore"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "LogitClient", "Catalog", "WireFormat", "LogitCore"]),
     ]

@@ -8,5 +8,6 @@ struct LogitBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "logit-bench",
         abstract: "Measure logitd's hot paths against in-run baselines; prints JSON.",
-        subcommands: [TopKBench.self, FormatBench.self, OptimBench.self])
+        subcommands: [TopKBench.self, FormatBench.self, OptimBench.self, IngestBench.self,
+                      LossBench.self, ReplayBench.self])
 }

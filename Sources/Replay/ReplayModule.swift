@@ -1,0 +1,1 @@
+// Replay layer (being written)
