@@ -212,3 +212,75 @@ final class DaemonTests: XCTestCase {
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+
+extension DaemonTests {
+    func testBackpressureAnswers503WithRetryAfterAndClientsRetry() async throws {
+        // Room for one ~60 KB body at a time: concurrent senders must get 503 and retry.
+        let (daemon, client) = try await started(["--max-body-bytes", "100000", "--max-inflight-bytes", "100000"])
+        let generator = self.generator
+        var encoder = WireBatchEncoder(mode: .sets, vocabSize: 2000)
+        (0..<120).map { generator.record(key: "p\($0)", seed: 2) }.forEach { encoder.append($0) }
+        let body = encoder.finish()
+        XCTAssertLessThan(body.count, 100000)
+        XCTAssertGreaterThan(body.count, 50000)
+        var request = URLRequest(url: daemon.baseURL.appendingPathComponent("v1/datasets/domain/sequences"))
+        request.httpMethod = "POST"
+        request.httpBody = Data(body)
+        let post = request
+        let statuses = try await withThrowingTaskGroup(of: (Int, String?).self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    let (_, response) = try await URLSession.shared.data(for: post)
+                    let http = response as! HTTPURLResponse
+                    return (http.statusCode, http.value(forHTTPHeaderField: "Retry-After"))
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        XCTAssertTrue(statuses.allSatisfy { $0.0 == 200 || ($0.0 == 503 && $0.1 == "1") }, "\(statuses)")
+        XCTAssertTrue(statuses.contains { $0.0 == 200 }, "\(statuses)")
+        // The client library retries 503s until it gets through.
+        let baseURL = daemon.baseURL!
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for c in 0..<4 {
+                group.addTask {
+                    var e = WireBatchEncoder(mode: .sets, vocabSize: 2000)
+                    (0..<120).map { generator.record(key: "q\(c)-\($0)", seed: 2) }.forEach { e.append($0) }
+                    let r = try await LogitClient(baseURL: baseURL).append(dataset: "domain", body: e.finish())
+                    XCTAssertEqual(r.new, 120)
+                }
+            }
+            try await group.waitForAll()
+        }
+        let stats = try await client.stats(dataset: "domain")
+        XCTAssertEqual(stats.sequences, 600)
+        XCTAssertEqual(daemon.stop(), 0)
+    }
+
+    func testIdleShardsAreSealedAndUnixSocketServes() async throws {
+        let (daemon, client) = try await started(["--seal-idle-seconds", "1"])
+        _ = try await client.append(dataset: "domain", vocabSize: 2000, records: records(3, "idle"))
+        let catalog = try CatalogDB(path: daemon.cacheDir + "/catalog.sqlite", readOnly: true)
+        var sealed = false
+        for _ in 0..<50 where !sealed {
+            try await Task.sleep(for: .milliseconds(100))
+            sealed = try catalog.shards(states: [.open]).isEmpty
+        }
+        XCTAssertTrue(sealed, "the idle shard was not sealed within 5 s")
+        XCTAssertEqual(daemon.stop(), 0)
+
+        let socket = temporaryDirectory() + "/logitd.sock"
+        let unix = try DaemonProcess(cacheDir: temporaryDirectory(), arguments: ["--unix-socket", socket])
+        XCTAssertEqual(unix.baseURL.absoluteString, "unix:\(socket)")
+        let curl = Process()
+        curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/curl") else { throw XCTSkip("curl not installed") }
+        let out = Pipe()
+        curl.arguments = ["-s", "--unix-socket", socket, "http://localhost/healthz"]
+        curl.standardOutput = out
+        try curl.run()
+        curl.waitUntilExit()
+        XCTAssertEqual(String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self), #"{"status":"ok"}"#)
+        XCTAssertEqual(unix.stop(), 0)
+    }
+}

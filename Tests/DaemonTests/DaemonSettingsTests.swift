@@ -1,0 +1,55 @@
+import Foundation
+import XCTest
+@testable import Daemon
+
+final class DaemonSettingsTests: XCTestCase {
+    let documented = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path + "/config/logitd.json"
+
+    /// config/logitd.json must state exactly the built-in defaults.
+    func testDocumentedConfigEqualsTheDefaults() async throws {
+        let fromFile = try await DaemonSettings.resolve(overrides: [:], configFile: documented, environment: [:])
+        var expected = DaemonSettings(cacheDirectory: "/var/lib/logitd/cache")
+        expected.token = nil
+        XCTAssertEqual(fromFile, expected)
+    }
+
+    func testFlagsBeatEnvironmentBeatFile() async throws {
+        let env = ["LOGITD_PORT": "9001", "LOGITD_ZSTD_LEVEL": "7"]
+        let s = try await DaemonSettings.resolve(overrides: ["port": "9002"], configFile: documented, environment: env)
+        XCTAssertEqual(s.port, 9002)
+        XCTAssertEqual(s.zstdLevel, 7)
+        XCTAssertEqual(s.maxShardBytes, 256 << 20)
+    }
+
+    func testBadValuesAreNamed() async {
+        await assertFails(["cache_dir": "/tmp/x", "port": "eighty"], "port must be an integer")
+        await assertFails(["cache_dir": "/tmp/x", "port": "70000"], "port must be 0…65535")
+        await assertFails(["port": "1"], "cache directory is required")
+        await assertFails(["cache_dir": "/tmp/x", "host": "0.0.0.0"], "without a bearer token")
+        await assertFails(["cache_dir": "/tmp/x", "max_inflight_bytes": "2048", "max_body_bytes": "4096"], "must be ≥ max_body_bytes")
+        do {
+            _ = try await DaemonSettings.resolve(overrides: ["cache_dir": "/tmp/x"], configFile: "/nonexistent.json", environment: [:])
+            XCTFail("a missing config file was ignored")
+        } catch {}
+    }
+
+    func assertFails(_ overrides: [String: String], _ fragment: String, line: UInt = #line) async {
+        do {
+            _ = try await DaemonSettings.resolve(overrides: overrides, configFile: nil, environment: [:])
+            XCTFail("accepted \(overrides)", line: line)
+        } catch {
+            XCTAssertTrue("\(error)".contains(fragment), "'\(error)' lacks '\(fragment)'", line: line)
+        }
+    }
+
+    func testConstantTimeComparison() {
+        typealias M = BearerAuthMiddleware<Hummingbird.BasicRequestContext>
+        XCTAssertTrue(M.constantTimeEqual(Array("abc".utf8), Array("abc".utf8)))
+        XCTAssertFalse(M.constantTimeEqual(Array("abc".utf8), Array("abd".utf8)))
+        XCTAssertFalse(M.constantTimeEqual(Array("abc".utf8), Array("abcd".utf8)))
+        XCTAssertFalse(M.constantTimeEqual([], Array("a".utf8)))
+    }
+}
+
+import Hummingbird
