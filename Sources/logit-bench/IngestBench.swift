@@ -1,6 +1,208 @@
 import ArgumentParser
+import Catalog
+import Foundation
+import LogitClient
+import LogitCore
+import WireFormat
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 
-struct IngestBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "ingest", abstract: "(being written)")
-    func run() throws { throw ValidationError("ingest benchmark is not written yet") }
+/// `logit-bench ingest`: a real `logitd` (the binary beside this one) on loopback with a
+/// temporary cache, driven by concurrent clients with durable acks, and — the baseline in the
+/// same run — the storage engine written directly (no HTTP) by as many threads.
+///
+/// Sets mode: candidate sets of the synthetic rows (a pool of `--pool` selected positions,
+/// drawn in a scrambled order so that no two sequences repeat). Logits mode: f32 rows of
+/// V = 151,936 from a pool of 32 distinct rows; the daemon selects.
+struct IngestBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ingest", abstract: "logitd ingest throughput with durable acks.")
+
+    @Option(help: "sets or logits") var mode: String = "sets"
+    @Option(help: "Concurrent clients.") var clients: Int = 8
+    @Option(help: "Positions to send in total.") var positions: Int = 400_000
+    @Option(help: "Tokens per sequence.") var seqLen: Int = 512
+    @Option(help: "Sequences per request.") var batch: Int = 4
+    @Option(help: "Distinct selected positions to draw from (sets mode).") var pool: Int = 4096
+    @Flag(help: "Print only the JSON line.") var json = false
+
+    func run() async throws {
+        guard mode == "sets" || mode == "logits" else { throw ValidationError("--mode must be sets or logits") }
+        let logitd = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("logitd").path
+        guard FileManager.default.isExecutableFile(atPath: logitd) else {
+            throw ValidationError("logitd not found beside logit-bench at \(logitd); build the package first")
+        }
+        let vocab = SyntheticTeacher.benchmarkVocab
+        let policy = SelectionPolicy.default
+        let teacher = SyntheticTeacher()
+        let perSequence = seqLen - 1
+        let requests = max(1, positions / (perSequence * batch))
+        let spec = DatasetSpec(name: "bench", vocabSize: vocab, policy: policy, teacherId: "synthetic")
+
+        // Request bodies, built before the clock starts.
+        var bodies: [[UInt8]] = []
+        var recordsForDirect: [[SequenceRecord]] = []
+        if mode == "sets" {
+            let (sets, golds) = try SyntheticSets.select(teacher: teacher, policy: policy, positions: pool)
+            var rng = SplitMix64(seed: 11)
+            for r in 0..<requests {
+                var encoder = WireBatchEncoder(mode: .sets, vocabSize: vocab)
+                var records: [SequenceRecord] = []
+                for s in 0..<batch {
+                    let picks = (0..<perSequence).map { _ in Int(rng.next() % UInt64(sets.count)) }
+                    let record = SequenceRecord(key: "r\(r)-s\(s)", tokens: [0] + picks.map { golds[$0] },
+                                                selected: picks.map { sets[$0] })
+                    encoder.append(record)
+                    records.append(record)
+                }
+                bodies.append(encoder.finish())
+                recordsForDirect.append(records)
+            }
+        } else {
+            let distinct = 32
+            var rows = [Float](repeating: 0, count: distinct * vocab)
+            var golds = [UInt32](repeating: 0, count: distinct)
+            rows.withUnsafeMutableBufferPointer { buf in
+                for i in 0..<distinct {
+                    golds[i] = teacher.fillRow(position: i, into: UnsafeMutableBufferPointer(rebasing: buf[i * vocab..<(i + 1) * vocab]))
+                }
+            }
+            let rowsPerSequence = 64
+            let logitsRequests = max(1, positions / rowsPerSequence)
+            for r in 0..<logitsRequests {
+                var encoder = WireBatchEncoder(mode: .logits, vocabSize: vocab, dtype: .f32)
+                let first = (r * 7) % distinct
+                let picks = (0..<rowsPerSequence).map { (first + $0) % distinct }
+                var seqRows = [Float](repeating: 0, count: rowsPerSequence * vocab)
+                for (t, p) in picks.enumerated() { seqRows[t * vocab..<(t + 1) * vocab] = rows[p * vocab..<(p + 1) * vocab] }
+                seqRows.withUnsafeBytes { encoder.appendLogits(key: "l\(r)", tokens: [0] + picks.map { golds[$0] }, rows: $0) }
+                bodies.append(encoder.finish())
+            }
+        }
+        let totalPositions = mode == "sets" ? requests * batch * perSequence : bodies.count * 64
+        let clientCount = mode == "sets" ? clients : min(clients, 2)
+
+        // 1. Through HTTP.
+        let cache = FileManager.default.temporaryDirectory.path + "/logit-bench-ingest-\(getpid())"
+        try? FileManager.default.removeItem(atPath: cache)
+        defer { try? FileManager.default.removeItem(atPath: cache) }
+        let daemon = try BenchDaemon(binary: logitd, cache: cache + "/http")
+        defer { daemon.stop() }
+        try await daemon.waitReady()
+        let client = LogitClient(baseURL: daemon.baseURL)
+        try await client.createDataset(spec)
+        let queue = WorkQueue(count: bodies.count)
+        let allBodies = bodies
+        let started = now()
+        let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
+            for _ in 0..<clientCount {
+                group.addTask {
+                    let own = LogitClient(baseURL: daemon.baseURL)
+                    var mine: [Double] = []
+                    while let i = queue.next() {
+                        let t0 = now()
+                        _ = try await own.append(dataset: "bench", body: allBodies[i])
+                        mine.append(now() - t0)
+                    }
+                    return mine
+                }
+            }
+            return try await group.reduce(into: [Double]()) { $0 += $1 }
+        }.sorted()
+        let httpSeconds = now() - started
+        let rssMB = daemon.peakRSSMegabytes()
+
+        // 2. Direct: the storage engine, same batches, as many writer threads, durable acks.
+        var directRate = 0.0
+        if mode == "sets" {
+            let store = try CacheStore(directory: cache + "/direct")
+            try store.createDataset(spec)
+            let directQueue = WorkQueue(count: recordsForDirect.count)
+            let batches = recordsForDirect
+            let t0 = now()
+            DispatchQueue.concurrentPerform(iterations: clientCount) { _ in
+                while let i = directQueue.next() { _ = try? store.appendDurably(dataset: "bench", records: batches[i]) }
+            }
+            directRate = Double(totalPositions) / (now() - t0)
+        }
+
+        let rate = Double(totalPositions) / httpSeconds
+        func pct(_ q: Double) -> Double { latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(q * Double(latencies.count)))] * 1000 }
+        if !json {
+            print("mode \(mode): \(totalPositions) positions in \(bodies.count) requests from \(clientCount) clients")
+        }
+        if mode == "sets" {
+            printJSONLine(["mode": mode, "positions": totalPositions, "positions_per_s": rate, "direct_positions_per_s": directRate,
+                           "http_over_direct": rate / max(directRate, 1e-9), "ack_latency_p50_ms": pct(0.5),
+                           "ack_latency_p99_ms": pct(0.99), "peak_rss_mb": rssMB, "clients": clientCount,
+                           "request_bytes_mean": Double(bodies.reduce(0) { $0 + $1.count }) / Double(bodies.count)])
+        } else {
+            printJSONLine(["mode": mode, "vocab": vocab, "positions": totalPositions, "positions_per_s": rate,
+                           "ack_latency_p50_ms": pct(0.5), "ack_latency_p99_ms": pct(0.99), "peak_rss_mb": rssMB,
+                           "clients": clientCount])
+        }
+    }
 }
+
+/// Hands out 0..<count once each, to concurrent workers.
+final class WorkQueue: @unchecked Sendable {
+    private let lock = NSLock()
+    private var nextIndex = 0
+    let count: Int
+    init(count: Int) { self.count = count }
+    func next() -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard nextIndex < count else { return nil }
+        nextIndex += 1
+        return nextIndex - 1
+    }
+}
+
+/// A `logitd` child process on an ephemeral loopback port.
+final class BenchDaemon: Sendable {
+    let process: Process
+    let baseURL: URL
+
+    init(binary: String, cache: String, extraArguments: [String] = []) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["serve", "--cache-dir", cache, "--port", "0", "--log-level", "error"] + extraArguments
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        var line = ""
+        while !line.hasSuffix("\n") {
+            let byte = out.fileHandleForReading.readData(ofLength: 1)
+            guard !byte.isEmpty else { throw ValidationError("logitd exited before listening") }
+            line += String(decoding: byte, as: UTF8.self)
+        }
+        guard let range = line.range(of: "listening on ") else { throw ValidationError("unexpected logitd output: \(line)") }
+        self.process = process
+        baseURL = URL(string: line[range.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines))!
+    }
+
+    func waitReady() async throws {
+        for _ in 0..<400 {
+            if let (_, response) = try? await URLSession.shared.data(from: baseURL.appendingPathComponent("readyz")),
+               (response as? HTTPURLResponse)?.statusCode == 200 { return }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        throw ValidationError("logitd never became ready")
+    }
+
+    /// VmHWM of the daemon: its peak resident memory.
+    func peakRSSMegabytes() -> Double {
+        guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return -1 }
+        return kb / 1024
+    }
+
+    func stop() {
+        guard process.isRunning else { return }
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
+

@@ -4,7 +4,7 @@ import ArgumentParser
 /// same run (naive encoding, full sort, AdamW, memcpy): ratios are what to trust on a noisy
 /// machine. Build with `swift build -c release`.
 @main
-struct LogitBench: ParsableCommand {
+struct LogitBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "logit-bench",
         abstract: "Measure logitd's hot paths against in-run baselines; prints JSON.",

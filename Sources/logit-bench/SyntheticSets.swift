@@ -1,0 +1,34 @@
+import Foundation
+import LogitCore
+
+/// The candidate sets of the benchmarks: `SyntheticTeacher` rows (V = 151,936 by default),
+/// selected with `TopKSelector`, rows generated in parallel chunks of 64.
+enum SyntheticSets {
+    static func select(teacher: SyntheticTeacher, policy: SelectionPolicy, positions: Int) throws -> ([SelectedSet], [UInt32]) {
+        let selector = try TopKSelector(policy: policy)
+        let vocab = teacher.vocabSize
+        let chunk = 64
+        let rows = UnsafeMutableBufferPointer<Float>.allocate(capacity: chunk * vocab)
+        defer { rows.deallocate() }
+        var sets: [SelectedSet] = []
+        var golds: [UInt32] = []
+        var start = 0
+        while start < positions {
+            let n = min(chunk, positions - start)
+            let g = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: n)
+            defer { g.deallocate() }
+            // Each iteration writes its own row and gold slot: disjoint, so no race.
+            nonisolated(unsafe) let base = rows.baseAddress!, gp = g.baseAddress!
+            let first = start
+            DispatchQueue.concurrentPerform(iterations: n) { i in
+                gp[i] = teacher.fillRow(position: first + i, into: UnsafeMutableBufferPointer(start: base + i * vocab, count: vocab))
+            }
+            let chunkGolds = Array(g)
+            sets += try selector.selectBatch(rows: UnsafeBufferPointer(start: base, count: n * vocab), vocab: vocab, golds: chunkGolds)
+            golds += chunkGolds
+            start += n
+        }
+        return (sets, golds)
+    }
+
+}
