@@ -1,7 +1,7 @@
 # logitd — the commands a user types. Everything works on a fresh Debian 12 machine:
 # `make test` installs the system packages it needs, builds and runs the tests.
 
-APT_PACKAGES := libzstd-dev liblz4-dev libxxhash-dev libsqlite3-dev libopenblas-dev pkg-config
+APT_PACKAGES := libzstd-dev liblz4-dev libxxhash-dev libsqlite3-dev libopenblas-dev pkg-config curl
 SWIFT ?= swift
 CONFIG ?= debug
 # Tests run in parallel worker processes; 2 matches this project's machines.
@@ -44,6 +44,8 @@ bench: release
 	.build/release/logit-bench topk --json
 	.build/release/logit-bench format --json
 	.build/release/logit-bench optim --json
+	.build/release/logit-bench ingest --json
+	.build/release/logit-bench ingest --mode logits --json
 
 clean:
 	rm -rf .build
