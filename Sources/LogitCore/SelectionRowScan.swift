@@ -61,8 +61,8 @@ func scanRow<E: LogitElement>(_ row: UnsafeBufferPointer<E>, poolLimit: Int,
                               pool: UnsafeMutableBufferPointer<UInt64>) -> RowScanResult? {
     let n = row.count
     let base = row.baseAddress!
-    var laneMax = SIMD16<Float>(repeating: -.infinity)
-    var laneMin = SIMD16<Float>(repeating: .infinity)
+    var laneMaxima = SIMD16<Float>(repeating: -.infinity)
+    var laneMinima = SIMD16<Float>(repeating: .infinity)
     var laneSum = SIMD16<Double>(repeating: 0)
     var floatSum = SIMD16<Float>(repeating: 0)
     var threshold = -Float.infinity
@@ -82,18 +82,20 @@ func scanRow<E: LogitElement>(_ row: UnsafeBufferPointer<E>, poolLimit: Int,
     while i + scanBlock <= n {
         let p = base + i
         let v0 = E.load16(p), v1 = E.load16(p + 16), v2 = E.load16(p + 32), v3 = E.load16(p + 48)
-        let blockMax = pointwiseMax(pointwiseMax(v0, v1), pointwiseMax(v2, v3))
-        laneMin = pointwiseMin(laneMin, pointwiseMin(pointwiseMin(v0, v1), pointwiseMin(v2, v3)))
-        if any(blockMax .> laneMax) {
+        // NaN reaches the sum through exp; −inf (clamped inside exp) is caught by the minima.
+        let blockMax = laneMax(laneMax(v0, v1), laneMax(v2, v3))
+        let blockMin = laneMin(laneMin(v1, v0), laneMin(v3, v2))
+        laneMinima = laneMin(laneMinima, blockMin)
+        if any(blockMax .> laneMaxima) {
             // A lane's max rose: fold its float partial into Double and rescale by e^(old − new).
             laneSum += SIMD16<Double>(floatSum)
             floatSum = SIMD16(repeating: 0)
             blocksSinceFlush = 0
-            let newMax = pointwiseMax(laneMax, blockMax)
-            for l in 0..<16 where newMax[l] != laneMax[l] {
-                laneSum[l] *= Foundation.exp(Double(laneMax[l]) - Double(newMax[l]))
+            let newMax = laneMax(laneMaxima, blockMax)
+            for l in 0..<16 where newMax[l] != laneMaxima[l] {
+                laneSum[l] *= Foundation.exp(Double(laneMaxima[l]) - Double(newMax[l]))
             }
-            laneMax = newMax
+            laneMaxima = newMax
         }
         if any(blockMax .> threshold) {
             for j in 0..<scanBlock {
@@ -107,8 +109,8 @@ func scanRow<E: LogitElement>(_ row: UnsafeBufferPointer<E>, poolLimit: Int,
         }
         // Pairwise inside the block, float across ≤ 4 blocks, then Double: keeps the sum's
         // relative error near 1e-7 at float speed.
-        let e = (fastExpNonPositive(v0 - laneMax) + fastExpNonPositive(v1 - laneMax))
-            + (fastExpNonPositive(v2 - laneMax) + fastExpNonPositive(v3 - laneMax))
+        let e = (fastExpNonPositive(v0 - laneMaxima) + fastExpNonPositive(v1 - laneMaxima))
+            + (fastExpNonPositive(v2 - laneMaxima) + fastExpNonPositive(v3 - laneMaxima))
         floatSum += e
         blocksSinceFlush += 1
         if blocksSinceFlush == 4 {
@@ -122,11 +124,11 @@ func scanRow<E: LogitElement>(_ row: UnsafeBufferPointer<E>, poolLimit: Int,
 
     // Combine lanes around the global max (lanes that saw no block hold −inf and add nothing).
     var m = -Double.infinity
-    for l in 0..<16 { m = Swift.max(m, Double(laneMax[l])) }
+    for l in 0..<16 { m = Swift.max(m, Double(laneMaxima[l])) }
     var s = 0.0
     if m > -.infinity {
-        for l in 0..<16 where laneMax[l] > -.infinity {
-            s += laneSum[l] * Foundation.exp(Double(laneMax[l]) - m)
+        for l in 0..<16 where laneMaxima[l] > -.infinity {
+            s += laneSum[l] * Foundation.exp(Double(laneMaxima[l]) - m)
         }
     }
     var tailBad = false
@@ -149,8 +151,8 @@ func scanRow<E: LogitElement>(_ row: UnsafeBufferPointer<E>, poolLimit: Int,
     }
     // NaN reaches a lane sum through exp; +inf makes a lane max infinite; −inf shows in the min.
     if tailBad || !s.isFinite || !m.isFinite { return nil }
-    for l in 0..<16 where !laneSum[l].isFinite || laneMax[l].isNaN || laneMax[l] == .infinity
-        || laneMin[l] == -.infinity || laneMin[l].isNaN { return nil }
+    for l in 0..<16 where !laneSum[l].isFinite || laneMaxima[l].isNaN || laneMaxima[l] == .infinity
+        || laneMinima[l] == -.infinity || laneMinima[l].isNaN { return nil }
 
     var keys = UnsafeMutableBufferPointer(rebasing: pool[0..<count])
     keys.sort(by: >)
