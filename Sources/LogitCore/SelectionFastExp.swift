@@ -8,8 +8,8 @@
 /// Arguments below −87.3 are clamped there (result ≈ 1.2e-38 instead of a subnormal or 0):
 /// negligible against a partition sum ≥ 1, and it keeps 2^n a normal number. NaN stays NaN.
 @inline(__always)
-func fastExpNonPositive(_ x: SIMD16<Float>) -> SIMD16<Float> {
-    let xc = laneMax(x, SIMD16(repeating: -87.3))
+func fastExpNonPositive(_ x: ScanFloats) -> ScanFloats {
+    let xc = laneMax(x, ScanFloats(repeating: -87.3))
     // Round x·log2(e) to nearest with the 1.5·2^23 trick; the +127 bias rides along, so the
     // low bits of t hold n + 127 and (bits << 23) is 2^n as a Float.
     let shifter: Float = 12_582_912 + 127
@@ -21,6 +21,6 @@ func fastExpNonPositive(_ x: SIMD16<Float>) -> SIMD16<Float> {
     p = p * r + 0.499_992_3
     p = p * r + 1
     p = p * r + 1
-    let scale = unsafeBitCast(unsafeBitCast(t, to: SIMD16<UInt32>.self) &<< 23, to: SIMD16<Float>.self)
+    let scale = unsafeBitCast(unsafeBitCast(t, to: ScanBits.self) &<< 23, to: ScanFloats.self)
     return p * scale
 }

@@ -52,8 +52,8 @@ func firstNonFinite<E: LogitElement>(_ row: UnsafeBufferPointer<E>) -> (index: I
     return nil
 }
 
-/// Elements per block of the vector loop: four SIMD16 vectors.
-let scanBlock = 64
+/// Elements per block of the vector loop: four vectors.
+let scanBlock = 4 * scanLanes
 
 /// Runs the pass. `pool` must hold at least `2 * poolLimit + scanBlock` keys. Returns nil if
 /// the row holds a NaN or an infinity (the caller locates it with `firstNonFinite`).
@@ -61,10 +61,10 @@ func scanRow<E: LogitElement>(_ row: UnsafeBufferPointer<E>, poolLimit: Int,
                               pool: UnsafeMutableBufferPointer<UInt64>) -> RowScanResult? {
     let n = row.count
     let base = row.baseAddress!
-    var laneMaxima = SIMD16<Float>(repeating: -.infinity)
-    var laneMinima = SIMD16<Float>(repeating: .infinity)
-    var laneSum = SIMD16<Double>(repeating: 0)
-    var floatSum = SIMD16<Float>(repeating: 0)
+    var laneMaxima = ScanFloats(repeating: -.infinity)
+    var laneMinima = ScanFloats(repeating: .infinity)
+    var laneSum = ScanDoubles(repeating: 0)
+    var floatSum = ScanFloats(repeating: 0)
     var threshold = -Float.infinity
     var count = 0
     let cutAt = 2 * poolLimit
@@ -81,18 +81,19 @@ func scanRow<E: LogitElement>(_ row: UnsafeBufferPointer<E>, poolLimit: Int,
     var blocksSinceFlush = 0
     while i + scanBlock <= n {
         let p = base + i
-        let v0 = E.load16(p), v1 = E.load16(p + 16), v2 = E.load16(p + 32), v3 = E.load16(p + 48)
+        let v0 = E.loadVector(p), v1 = E.loadVector(p + scanLanes)
+        let v2 = E.loadVector(p + 2 * scanLanes), v3 = E.loadVector(p + 3 * scanLanes)
         // NaN reaches the sum through exp; −inf (clamped inside exp) is caught by the minima.
         let blockMax = laneMax(laneMax(v0, v1), laneMax(v2, v3))
         let blockMin = laneMin(laneMin(v1, v0), laneMin(v3, v2))
         laneMinima = laneMin(laneMinima, blockMin)
         if any(blockMax .> laneMaxima) {
             // A lane's max rose: fold its float partial into Double and rescale by e^(old − new).
-            laneSum += SIMD16<Double>(floatSum)
-            floatSum = SIMD16(repeating: 0)
+            laneSum += ScanDoubles(floatSum)
+            floatSum = ScanFloats(repeating: 0)
             blocksSinceFlush = 0
             let newMax = laneMax(laneMaxima, blockMax)
-            for l in 0..<16 where newMax[l] != laneMaxima[l] {
+            for l in 0..<scanLanes where newMax[l] != laneMaxima[l] {
                 laneSum[l] *= Foundation.exp(Double(laneMaxima[l]) - Double(newMax[l]))
             }
             laneMaxima = newMax
@@ -114,20 +115,20 @@ func scanRow<E: LogitElement>(_ row: UnsafeBufferPointer<E>, poolLimit: Int,
         floatSum += e
         blocksSinceFlush += 1
         if blocksSinceFlush == 4 {
-            laneSum += SIMD16<Double>(floatSum)
-            floatSum = SIMD16(repeating: 0)
+            laneSum += ScanDoubles(floatSum)
+            floatSum = ScanFloats(repeating: 0)
             blocksSinceFlush = 0
         }
         i += scanBlock
     }
-    laneSum += SIMD16<Double>(floatSum)
+    laneSum += ScanDoubles(floatSum)
 
     // Combine lanes around the global max (lanes that saw no block hold −inf and add nothing).
     var m = -Double.infinity
-    for l in 0..<16 { m = Swift.max(m, Double(laneMaxima[l])) }
+    for l in 0..<scanLanes { m = Swift.max(m, Double(laneMaxima[l])) }
     var s = 0.0
     if m > -.infinity {
-        for l in 0..<16 where laneMaxima[l] > -.infinity {
+        for l in 0..<scanLanes where laneMaxima[l] > -.infinity {
             s += laneSum[l] * Foundation.exp(Double(laneMaxima[l]) - m)
         }
     }
@@ -151,7 +152,7 @@ func scanRow<E: LogitElement>(_ row: UnsafeBufferPointer<E>, poolLimit: Int,
     }
     // NaN reaches a lane sum through exp; +inf makes a lane max infinite; −inf shows in the min.
     if tailBad || !s.isFinite || !m.isFinite { return nil }
-    for l in 0..<16 where !laneSum[l].isFinite || laneMaxima[l].isNaN || laneMaxima[l] == .infinity
+    for l in 0..<scanLanes where !laneSum[l].isFinite || laneMaxima[l].isNaN || laneMaxima[l] == .infinity
         || laneMinima[l] == -.infinity || laneMinima[l].isNaN { return nil }
 
     var keys = UnsafeMutableBufferPointer(rebasing: pool[0..<count])

@@ -51,10 +51,14 @@ struct TopKBench: ParsableCommand {
 
         let memcpyBytesPerSecond = measureMemcpyBytesPerSecond()
 
-        // One thread, Float32 rows.
+        // One thread, Float32 rows. Thread CPU time is kept beside wall time: on a shared
+        // machine it shows the cost of the code itself.
         var kSum = 0, forcedCount = 0
+        var cpuSeconds = Double.infinity
         let single = try bestTime {
             kSum = 0; forcedCount = 0
+            let cpu0 = threadCPUSeconds()
+            defer { cpuSeconds = min(cpuSeconds, threadCPUSeconds() - cpu0) }
             for i in 0..<positions {
                 let p = i % poolRows
                 let set = try selector.select(row: row(p), gold: golds[p], rowIndex: p)
@@ -73,6 +77,27 @@ struct TopKBench: ParsableCommand {
                                                      vocab: vocab, golds: Array(golds[0..<n]), threads: threads)
                 precondition(batch.count == n)
                 done += n
+            }
+        }
+
+        // The same rows as Float16 and BFloat16 (teachers on GPUs emit these), one thread,
+        // a quarter of the positions: only to show what the widening costs.
+        let halfPositions = max(positions / 4, 1)
+        let halves = pool.map { Float16($0) }, bfloats = pool.map { BFloat16($0) }
+        let halfSeconds = try halves.withUnsafeBufferPointer { h in
+            try bestTime {
+                for i in 0..<halfPositions {
+                    let p = i % poolRows
+                    _ = try selector.select(row: UnsafeBufferPointer(rebasing: h[(p * vocab)..<((p + 1) * vocab)]), gold: golds[p])
+                }
+            }
+        }
+        let bfloatSeconds = try bfloats.withUnsafeBufferPointer { b in
+            try bestTime {
+                for i in 0..<halfPositions {
+                    let p = i % poolRows
+                    _ = try selector.select(row: UnsafeBufferPointer(rebasing: b[(p * vocab)..<((p + 1) * vocab)]), gold: golds[p])
+                }
             }
         }
 
@@ -105,7 +130,10 @@ struct TopKBench: ParsableCommand {
                   1 thread:  \(Int(perSecond)) positions/s (\(String(format: "%.0f", 1e6 / perSecond)) µs each), \
                 \(String(format: "%.1f", 100 * perSecond / memoryBound))% of memory bound, \
                 \(String(format: "%.0f", perSecond / sortPerSecond))× the full sort
+                  1 thread CPU time: \(String(format: "%.1f", 1e6 * cpuSeconds / Double(positions))) µs per position
                   \(threads) threads: \(Int(perSecondThreads)) positions/s
+                  1 thread, Float16 rows: \(Int(Double(halfPositions) / halfSeconds)) positions/s, \
+                BFloat16 rows: \(Int(Double(halfPositions) / bfloatSeconds)) positions/s
                   full sort: \(String(format: "%.1f", sortPerSecond)) positions/s; memcpy \
                 \(String(format: "%.2f", memcpyBytesPerSecond / 1e9)) GB/s = \(Int(memoryBound)) rows/s
                 """)
@@ -115,6 +143,7 @@ struct TopKBench: ParsableCommand {
             "vocab": vocab,
             "positions": positions,
             "positions_per_s": perSecond,
+            "cpu_us_per_position": 1e6 * cpuSeconds / Double(positions),
             "positions_per_s_threads": perSecondThreads,
             "threads": threads,
             "sort_baseline_positions_per_s": sortPerSecond,
@@ -123,12 +152,21 @@ struct TopKBench: ParsableCommand {
             "memcpy_bytes_per_s": memcpyBytesPerSecond,
             "fraction_of_memory_bound": perSecond / memoryBound,
             "speedup_vs_sort": perSecond / sortPerSecond,
+            "positions_per_s_float16": Double(halfPositions) / halfSeconds,
+            "positions_per_s_bfloat16": Double(halfPositions) / bfloatSeconds,
             "mean_k": Double(kSum) / Double(positions),
             "gold_forced_rate": Double(forcedCount) / Double(positions),
             "pool_rows": poolRows,
             "pool_bytes": poolRows * rowBytes,
         ])
     }
+}
+
+/// CPU seconds consumed by the calling thread.
+private func threadCPUSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
 /// The selection done the straightforward way: Double log-softmax, full sort of the
