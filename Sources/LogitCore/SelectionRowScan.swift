@@ -4,8 +4,8 @@ import Foundation
 /// partition sum S = Σ exp(z − m), and the best `poolLimit` entries in selection order
 /// (logit descending, lower id first on ties) — without sorting the vocabulary.
 ///
-/// Why one pass: the row is read from memory once (it is typically far larger than L2), the
-/// exp work hides under the loads. The sum is "online" per SIMD lane: each lane keeps its own
+/// Why one pass: the row is read from memory once (it is typically far larger than L2) and
+/// the exps run while it streams in. The sum is "online" per SIMD lane: each lane keeps its own
 /// running max and rescales its partial sum when that max rises (rare after the first blocks),
 /// so no second pass for the max is needed.
 ///
@@ -15,7 +15,7 @@ import Foundation
 /// logit equal to T loses every tie against the kept ones: the test is strict (z > T), which
 /// keeps a row of many equal logits from flooding the buffer.
 struct RowScanResult {
-    /// Global maximum logit (−inf only if a non-finite value was met; callers check `firstNonFinite`).
+    /// Global maximum logit (finite: rows with NaN/±inf make `scanRow` return nil).
     var maxLogit: Double
     /// Σ exp(z − maxLogit) over the whole row, ≥ 1 for a finite row.
     var partition: Double
