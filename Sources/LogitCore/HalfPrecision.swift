@@ -21,48 +21,48 @@ public struct BFloat16: Sendable, Hashable {
     @inlinable public var floatValue: Float { Float(bitPattern: UInt32(bitPattern) << 16) }
 }
 
-/// Element types a logits row may hold. `load16` widens 16 consecutive elements to `Float`
-/// exactly, without per-lane library calls (the default x86-64 target has no F16C, so
+/// Element types a logits row may hold. `loadVector` widens `scanLanes` consecutive elements
+/// to `Float` exactly, without per-lane library calls (the default x86-64 target has no F16C, so
 /// `Float(Float16)` would be a call per element on the hot path).
-@usableFromInline
 protocol LogitElement: Sendable {
-    static func load16(_ p: UnsafePointer<Self>) -> SIMD16<Float>
+    static func loadVector(_ p: UnsafePointer<Self>) -> ScanFloats
     var widened: Float { get }
 }
 
 extension Float: LogitElement {
-    @inlinable @inline(__always)
-    static func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
-        UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+    @inline(__always)
+    static func loadVector(_ p: UnsafePointer<Float>) -> ScanFloats {
+        UnsafeRawPointer(p).loadUnaligned(as: ScanFloats.self)
     }
-    @inlinable @inline(__always) var widened: Float { self }
+    @inline(__always) var widened: Float { self }
 }
 
 extension BFloat16: LogitElement {
-    @inlinable @inline(__always)
-    static func load16(_ p: UnsafePointer<BFloat16>) -> SIMD16<Float> {
-        let h = UnsafeRawPointer(p).loadUnaligned(as: SIMD16<UInt16>.self)
-        return unsafeBitCast(SIMD16<UInt32>(truncatingIfNeeded: h) &<< 16, to: SIMD16<Float>.self)
+    @inline(__always)
+    static func loadVector(_ p: UnsafePointer<BFloat16>) -> ScanFloats {
+        unsafeBitCast(widenHalves(UnsafeRawPointer(p)) &<< 16, to: ScanFloats.self)
     }
-    @inlinable @inline(__always) var widened: Float { floatValue }
+    @inline(__always) var widened: Float { floatValue }
 }
 
 extension Float16: LogitElement {
     /// binary16 → binary32 by bit manipulation: shifting exponent+mantissa into place and
     /// multiplying by 2^112 rebiases the exponent and turns half subnormals into normal floats
     /// exactly; inf/NaN (exponent all ones) get the binary32 all-ones exponent instead.
-    @inlinable @inline(__always)
-    static func load16(_ p: UnsafePointer<Float16>) -> SIMD16<Float> {
-        let h = SIMD16<UInt32>(truncatingIfNeeded: UnsafeRawPointer(p).loadUnaligned(as: SIMD16<UInt16>.self))
+    @inline(__always)
+    static func loadVector(_ p: UnsafePointer<Float16>) -> ScanFloats {
+        let h = widenHalves(UnsafeRawPointer(p))
         let sign = (h & 0x8000) &<< 16
         let em = (h & 0x7FFF) &<< 13
-        let scaled = unsafeBitCast(em, to: SIMD16<Float>.self) * 0x1p112
-        var bits = unsafeBitCast(scaled, to: SIMD16<UInt32>.self)
-        bits.replace(with: em | 0x7F80_0000, where: em .>= 0x0F80_0000)
-        return unsafeBitCast(bits | sign, to: SIMD16<Float>.self)
+        let scaled = unsafeBitCast(em, to: ScanFloats.self) * 0x1p112
+        // em ≥ 0x0F80_0000 (inf/NaN) ⇔ bit 28 of em + 0x0080_0000: integer ops only, no mask
+        // select (the mutating `replace(with:where:)` compiled to a lane loop).
+        let infNaN = (0 &- (((em &+ 0x0080_0000) &>> 28) & 1)) & 0x7F80_0000
+        let bits = unsafeBitCast(scaled, to: ScanBits.self) | infNaN | sign
+        return unsafeBitCast(bits, to: ScanFloats.self)
     }
-    @inlinable @inline(__always) var widened: Float {
-        // Same bit recipe as `load16`, scalar, so both paths agree bit for bit.
+    @inline(__always) var widened: Float {
+        // Same bit recipe as `loadVector`, scalar, so both paths agree bit for bit.
         let h = UInt32(bitPattern)
         let em = (h & 0x7FFF) << 13
         var bits = (Float(bitPattern: em) * 0x1p112).bitPattern

@@ -4,8 +4,8 @@ import Foundation
 /// partition sum S = Σ exp(z − m), and the best `poolLimit` entries in selection order
 /// (logit descending, lower id first on ties) — without sorting the vocabulary.
 ///
-/// Why one pass: the row is read from memory once (it is typically far larger than L2), the
-/// exp work hides under the loads. The sum is "online" per SIMD lane: each lane keeps its own
+/// Why one pass: the row is read from memory once (it is typically far larger than L2) and
+/// the exps run while it streams in. The sum is "online" per SIMD lane: each lane keeps its own
 /// running max and rescales its partial sum when that max rises (rare after the first blocks),
 /// so no second pass for the max is needed.
 ///
@@ -15,7 +15,7 @@ import Foundation
 /// logit equal to T loses every tie against the kept ones: the test is strict (z > T), which
 /// keeps a row of many equal logits from flooding the buffer.
 struct RowScanResult {
-    /// Global maximum logit (−inf only if a non-finite value was met; callers check `firstNonFinite`).
+    /// Global maximum logit (finite: rows with NaN/±inf make `scanRow` return nil).
     var maxLogit: Double
     /// Σ exp(z − maxLogit) over the whole row, ≥ 1 for a finite row.
     var partition: Double
@@ -52,8 +52,8 @@ func firstNonFinite<E: LogitElement>(_ row: UnsafeBufferPointer<E>) -> (index: I
     return nil
 }
 
-/// Elements per block of the vector loop: four SIMD16 vectors.
-let scanBlock = 64
+/// Elements per block of the vector loop: four vectors.
+let scanBlock = 4 * scanLanes
 
 /// Runs the pass. `pool` must hold at least `2 * poolLimit + scanBlock` keys. Returns nil if
 /// the row holds a NaN or an infinity (the caller locates it with `firstNonFinite`).
@@ -61,10 +61,10 @@ func scanRow<E: LogitElement>(_ row: UnsafeBufferPointer<E>, poolLimit: Int,
                               pool: UnsafeMutableBufferPointer<UInt64>) -> RowScanResult? {
     let n = row.count
     let base = row.baseAddress!
-    var laneMax = SIMD16<Float>(repeating: -.infinity)
-    var laneMin = SIMD16<Float>(repeating: .infinity)
-    var laneSum = SIMD16<Double>(repeating: 0)
-    var floatSum = SIMD16<Float>(repeating: 0)
+    var laneMaxima = ScanFloats(repeating: -.infinity)
+    var laneMinima = ScanFloats(repeating: .infinity)
+    var laneSum = ScanDoubles(repeating: 0)
+    var floatSum = ScanFloats(repeating: 0)
     var threshold = -Float.infinity
     var count = 0
     let cutAt = 2 * poolLimit
@@ -81,19 +81,22 @@ func scanRow<E: LogitElement>(_ row: UnsafeBufferPointer<E>, poolLimit: Int,
     var blocksSinceFlush = 0
     while i + scanBlock <= n {
         let p = base + i
-        let v0 = E.load16(p), v1 = E.load16(p + 16), v2 = E.load16(p + 32), v3 = E.load16(p + 48)
-        let blockMax = pointwiseMax(pointwiseMax(v0, v1), pointwiseMax(v2, v3))
-        laneMin = pointwiseMin(laneMin, pointwiseMin(pointwiseMin(v0, v1), pointwiseMin(v2, v3)))
-        if any(blockMax .> laneMax) {
+        let v0 = E.loadVector(p), v1 = E.loadVector(p + scanLanes)
+        let v2 = E.loadVector(p + 2 * scanLanes), v3 = E.loadVector(p + 3 * scanLanes)
+        // NaN reaches the sum through exp; −inf (clamped inside exp) is caught by the minima.
+        let blockMax = laneMax(laneMax(v0, v1), laneMax(v2, v3))
+        let blockMin = laneMin(laneMin(v1, v0), laneMin(v3, v2))
+        laneMinima = laneMin(laneMinima, blockMin)
+        if any(blockMax .> laneMaxima) {
             // A lane's max rose: fold its float partial into Double and rescale by e^(old − new).
-            laneSum += SIMD16<Double>(floatSum)
-            floatSum = SIMD16(repeating: 0)
+            laneSum += ScanDoubles(floatSum)
+            floatSum = ScanFloats(repeating: 0)
             blocksSinceFlush = 0
-            let newMax = pointwiseMax(laneMax, blockMax)
-            for l in 0..<16 where newMax[l] != laneMax[l] {
-                laneSum[l] *= Foundation.exp(Double(laneMax[l]) - Double(newMax[l]))
+            let newMax = laneMax(laneMaxima, blockMax)
+            for l in 0..<scanLanes where newMax[l] != laneMaxima[l] {
+                laneSum[l] *= Foundation.exp(Double(laneMaxima[l]) - Double(newMax[l]))
             }
-            laneMax = newMax
+            laneMaxima = newMax
         }
         if any(blockMax .> threshold) {
             for j in 0..<scanBlock {
@@ -107,26 +110,26 @@ func scanRow<E: LogitElement>(_ row: UnsafeBufferPointer<E>, poolLimit: Int,
         }
         // Pairwise inside the block, float across ≤ 4 blocks, then Double: keeps the sum's
         // relative error near 1e-7 at float speed.
-        let e = (fastExpNonPositive(v0 - laneMax) + fastExpNonPositive(v1 - laneMax))
-            + (fastExpNonPositive(v2 - laneMax) + fastExpNonPositive(v3 - laneMax))
+        let e = (fastExpNonPositive(v0 - laneMaxima) + fastExpNonPositive(v1 - laneMaxima))
+            + (fastExpNonPositive(v2 - laneMaxima) + fastExpNonPositive(v3 - laneMaxima))
         floatSum += e
         blocksSinceFlush += 1
         if blocksSinceFlush == 4 {
-            laneSum += SIMD16<Double>(floatSum)
-            floatSum = SIMD16(repeating: 0)
+            laneSum += ScanDoubles(floatSum)
+            floatSum = ScanFloats(repeating: 0)
             blocksSinceFlush = 0
         }
         i += scanBlock
     }
-    laneSum += SIMD16<Double>(floatSum)
+    laneSum += ScanDoubles(floatSum)
 
     // Combine lanes around the global max (lanes that saw no block hold −inf and add nothing).
     var m = -Double.infinity
-    for l in 0..<16 { m = Swift.max(m, Double(laneMax[l])) }
+    for l in 0..<scanLanes { m = Swift.max(m, Double(laneMaxima[l])) }
     var s = 0.0
     if m > -.infinity {
-        for l in 0..<16 where laneMax[l] > -.infinity {
-            s += laneSum[l] * Foundation.exp(Double(laneMax[l]) - m)
+        for l in 0..<scanLanes where laneMaxima[l] > -.infinity {
+            s += laneSum[l] * Foundation.exp(Double(laneMaxima[l]) - m)
         }
     }
     var tailBad = false
@@ -149,8 +152,8 @@ func scanRow<E: LogitElement>(_ row: UnsafeBufferPointer<E>, poolLimit: Int,
     }
     // NaN reaches a lane sum through exp; +inf makes a lane max infinite; −inf shows in the min.
     if tailBad || !s.isFinite || !m.isFinite { return nil }
-    for l in 0..<16 where !laneSum[l].isFinite || laneMax[l].isNaN || laneMax[l] == .infinity
-        || laneMin[l] == -.infinity || laneMin[l].isNaN { return nil }
+    for l in 0..<scanLanes where !laneSum[l].isFinite || laneMaxima[l].isNaN || laneMaxima[l] == .infinity
+        || laneMinima[l] == -.infinity || laneMinima[l].isNaN { return nil }
 
     var keys = UnsafeMutableBufferPointer(rebasing: pool[0..<count])
     keys.sort(by: >)

@@ -24,7 +24,7 @@ public struct SelectedSet: Sendable, Equatable {
 /// Dynamic Top-K: per row of full-vocabulary logits, the smallest prefix of the descending
 /// probability order whose mass reaches τ, K clamped to [kMin, kMax] (kMin to V when V < kMin),
 /// ties by lower id, gold appended when missing. Exactly the answer of a full sort, in O(V):
-/// one vectorized pass (`scanRow`) plus a sort of at most 2·kMax + 64 candidates.
+/// one vectorized pass (`scanRow`) plus sorts of at most 2·kMax + `scanBlock` candidates.
 ///
 /// Log-probs are `z − m − log S` in Double, S from the fast exp (relative error ≈ 1e-7), so
 /// they are accurate to ~1e-7 absolute. The τ test uses the same S: a row whose cumulative

@@ -178,6 +178,13 @@ final class SelectionTopKTests: XCTestCase {
         XCTAssertEqual(got.logprobs, [0, -.greatestFiniteMagnitude])
     }
 
+    func testLargestKMax() throws {
+        // kMax at its ceiling: the pool holds up to 2·4096 + one block of keys.
+        let z = (0..<12_000).map { _ in 0.5 * gaussian() }
+        try check(z, gold: 11_999, SelectionPolicy(tau: 1, kMin: 1, kMax: SelectionPolicy.kMaxLimit), "kMax 4096")
+        try check(z, gold: 7, SelectionPolicy(tau: 0.3, kMin: 4000, kMax: SelectionPolicy.kMaxLimit), "kMin 4000")
+    }
+
     func testRisingAndFallingRows() throws {
         // Rising: every block beats the threshold (worst case for the candidate buffer).
         let rising = (0..<10_000).map { Float($0) * 1e-3 }
