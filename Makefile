@@ -1,7 +1,7 @@
 # logitd — the commands a user types. Everything works on a fresh Debian 12 machine:
 # `make test` installs the system packages it needs, builds and runs the tests.
 
-APT_PACKAGES := libzstd-dev liblz4-dev libxxhash-dev libsqlite3-dev libopenblas-dev pkg-config curl
+APT_PACKAGES := libzstd-dev liblz4-dev libxxhash-dev libsqlite3-dev libopenblas-dev pkg-config curl python3
 SWIFT ?= swift
 CONFIG ?= debug
 # Tests run in parallel worker processes; 2 matches this project's machines.
@@ -29,7 +29,8 @@ release: deps
 ## test: build and run the whole test suite (the README's test command).
 test: deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --parallel --num-workers $(TEST_WORKERS)
+	$(SWIFT) test --skip-build --parallel --num-workers $(TEST_WORKERS) --xunit-output .build/xunit.xml; \
+	  status=$$?; python3 scripts/test-summary.py .build/xunit.xml && exit $$status
 
 ## quickstart: Stage 0 on the built-in synthetic teacher (V = 151,936, τ = 0.95, K ≤ 64):
 ## select and record 20,000 positions, then report coverage and verify the cache.
