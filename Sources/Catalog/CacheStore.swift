@@ -46,6 +46,7 @@ public final class CacheStore: Sendable {
     let lock: DirectoryLock?
     let state: Mutex<WriterState>
     let readers = Mutex<[Int64: ShardReader]>([:])
+    let knownDatasets = Mutex<[String: DatasetInfo]>([:])
 
     /// The open shard of one dataset and what was appended to it since the last commit.
     struct OpenShard {
@@ -98,9 +99,12 @@ public final class CacheStore: Sendable {
         return try catalog.createDataset(spec)
     }
 
+    /// Datasets are immutable once created, so a lookup can be cached for the store's life.
     public func dataset(named name: String) throws(StoreError) -> DatasetInfo {
+        if let cached = knownDatasets.withLock({ $0[name] }) { return cached }
         try DatasetSpec.validateName(name)
         guard let info = try catalog.dataset(named: name) else { throw .unknownDataset(name) }
+        knownDatasets.withLock { $0[name] = info }
         return info
     }
 
@@ -122,6 +126,8 @@ public final class CacheStore: Sendable {
         // Validation and hashing need no lock: do them before taking it.
         var hashes: [UInt64] = []
         hashes.reserveCapacity(records.count)
+        var coverages: [CoverageStats] = []
+        coverages.reserveCapacity(records.count)
         var firstIndex: [String: Int] = [:]
         var keep: [Bool] = []
         keep.reserveCapacity(records.count)
@@ -131,6 +137,9 @@ public final class CacheStore: Sendable {
             }
             let h = contentHash(record, logprobScale: spec.logprobScale)
             hashes.append(h)
+            var coverage = CoverageStats()
+            coverage.add(record)
+            coverages.append(coverage)
             if let first = firstIndex[record.key] {
                 guard hashes[first] == h else { throw .duplicateKeyInBatch(key: record.key, first: first, second: i) }
                 keep.append(false)
@@ -154,7 +163,8 @@ public final class CacheStore: Sendable {
             let new = keep.lazy.filter { $0 }.count
             if new > 0 {
                 do throws(StoreError) {
-                    try self.appendLocked(&s, info: info, records: records, keep: keep, hashes: hashes)
+                    try self.appendLocked(&s, info: info, records: records, keep: keep, hashes: hashes,
+                                          coverages: coverages)
                 } catch {
                     self.abandonPendingLocked(&s, error: error)
                     throw error
@@ -166,14 +176,13 @@ public final class CacheStore: Sendable {
     }
 
     private func appendLocked(_ s: inout WriterState, info: DatasetInfo, records: [SequenceRecord], keep: [Bool],
-                              hashes: [UInt64]) throws(StoreError) {
+                              hashes: [UInt64], coverages: [CoverageStats]) throws(StoreError) {
         var shard: OpenShard
         if let existing = s.open[info.id] { shard = existing } else { shard = try openNewShard(info) }
         for (i, record) in records.enumerated() where keep[i] {
             let location: SequenceLocation
             do { location = try shard.writer.append(record) } catch { throw .io(error.description) }
-            var coverage = CoverageStats()
-            coverage.add(record)
+            let coverage = coverages[i]
             shard.pendingCoverage.merge(coverage)
             shard.dirty = true
             s.pendingRows.append(SequenceEntry(

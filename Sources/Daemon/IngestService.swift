@@ -15,7 +15,6 @@ public final class IngestService: Sendable {
     let settings: DaemonSettings
     let metrics: DaemonMetrics
     let blocking = DispatchQueue(label: "logitd.blocking", attributes: .concurrent)
-    let datasets = Mutex<[String: DatasetInfo]>([:])
     /// Last append per dataset id, for the idle sealer.
     let lastAppend = Mutex<[String: ContinuousClock.Instant]>([:])
 
@@ -32,12 +31,7 @@ public final class IngestService: Sendable {
         }
     }
 
-    func dataset(_ name: String) throws -> DatasetInfo {
-        if let cached = datasets.withLock({ $0[name] }) { return cached }
-        let info = try store.dataset(named: name)
-        datasets.withLock { $0[name] = info }
-        return info
-    }
+    func dataset(_ name: String) throws -> DatasetInfo { try store.dataset(named: name) }
 
     public struct AppendOutcome: Sendable, Codable, Equatable {
         public var new: Int
