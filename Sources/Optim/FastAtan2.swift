@@ -19,13 +19,13 @@ public enum FastAtan2 {
     /// All-ones lanes where the signed 32-bit value is negative. Lane masks are built with
     /// integer shifts and applied with and/or because Swift's `SIMDMask` comparisons and
     /// `replacing(with:where:)` are partly scalarised on x86-64 (measured: 5× slower kernel).
-    @inlinable @inline(__always)
+    @_transparent
     public static func negativeMask(_ x: Bits) -> Bits {
         unsafeBitCast(unsafeBitCast(x, to: SIMD8<Int32>.self) &>> 31, to: Bits.self)
     }
 
     /// Lanes of `a` where `mask` is all-ones, of `b` where it is zero.
-    @inlinable @inline(__always)
+    @_transparent
     public static func select(_ mask: Bits, _ a: Vector, _ b: Vector) -> Vector {
         unsafeBitCast((mask & unsafeBitCast(a, to: Bits.self)) | (~mask & unsafeBitCast(b, to: Bits.self)), to: Vector.self)
     }
@@ -74,20 +74,52 @@ public enum FastAtan2 {
         return unsafeBitCast(bits, to: Vector.self)
     }
 
-    /// atan2(y, x) for x ≥ +0 and finite y, the case of the optimizer update (x = k·√v): the
-    /// same polynomial and result as `atan2` for those inputs, minus the code for negative x,
-    /// infinite ratios and NaN. Both-zero lanes give 0: the denominator gets the smallest
-    /// subnormal added, which changes no normal denominator by more than 1 ulp.
-    @inlinable @inline(__always)
-    public static func atan2NonNegativeX(_ y: Vector, _ x: Vector) -> Vector {
+    /// Lane-wise min written as a per-lane loop: LLVM turns it into `minps` (the stdlib's
+    /// `pointwiseMin` handles NaN per IEEE and stays scalar). NaN in `a` yields `b`.
+    @_transparent
+    public static func minimum(_ a: Vector, _ b: Vector) -> Vector {
+        var r = Vector()
+        for i in 0..<8 { r[i] = a[i] < b[i] ? a[i] : b[i] }
+        return r
+    }
+
+    /// Lane-wise max as a per-lane loop (`maxps`). NaN in `a` yields `b`.
+    @_transparent
+    public static func maximum(_ a: Vector, _ b: Vector) -> Vector {
+        var r = Vector()
+        for i in 0..<8 { r[i] = a[i] > b[i] ? a[i] : b[i] }
+        return r
+    }
+
+    /// `ifLess[i]` where a[i] < b[i], else `otherwise[i]` (compare + blend, no `SIMDMask`).
+    @_transparent
+    public static func whereLess(_ a: Vector, _ b: Vector, _ ifLess: Vector, _ otherwise: Vector) -> Vector {
+        var r = Vector()
+        for i in 0..<8 { r[i] = a[i] < b[i] ? ifLess[i] : otherwise[i] }
+        return r
+    }
+
+    /// atan2(y, √w) for w ≥ 0 and finite y: the optimizer's atan2(m, k·√v) with w = k²·v,
+    /// without computing √w. q = 1/√w by bit-trick estimate and three Newton steps (~1e-7),
+    /// t = |y|·q = |y|/√w, r = min(t, 1/t), atan(r) by the same polynomial as `atan2`, folded
+    /// to π/2 − atan(r) where t > 1. One division and no square root: this replaces √, a
+    /// multiply, a max and a division of the straightforward form in the hottest loop.
+    /// w is clamped to [2⁻¹²⁶, largest float]: below the smallest normal float the bit-trick
+    /// estimate is wrong, and such a w (a subnormal second moment) has lost its precision
+    /// anyway; ∞ (an overflowed moment) acts as the largest float, giving a tiny finite angle.
+    /// y = 0 gives ±0.
+    @_transparent
+    public static func atan2OverSquareRoot(_ y: Vector, _ w: Vector) -> Vector {
         let signBit = Bits(repeating: 0x8000_0000)
+        let wc = minimum(maximum(w, Vector(repeating: .leastNormalMagnitude)), Vector(repeating: .greatestFiniteMagnitude))
+        var q = unsafeBitCast(Bits(repeating: 0x5F37_59DF) &- (unsafeBitCast(wc, to: Bits.self) &>> 1), to: Vector.self)
+        let halfW = 0.5 * wc
+        q = q * (1.5 - (halfW * q) * q)
+        q = q * (1.5 - (halfW * q) * q)
+        q = q * (1.5 - (halfW * q) * q)
         let yBits = unsafeBitCast(y, to: Bits.self)
-        let ayBits = yBits & ~signBit
-        let axBits = unsafeBitCast(x, to: Bits.self)
-        let steep = negativeMask(axBits &- ayBits)                 // |y| > x
-        let num = unsafeBitCast((steep & axBits) | (~steep & ayBits), to: Vector.self)
-        let den = unsafeBitCast((steep & ayBits) | (~steep & axBits), to: Vector.self)
-        let r = num / (den + Float.leastNonzeroMagnitude)
+        let t = unsafeBitCast(yBits & ~signBit, to: Vector.self) * q
+        let r = minimum(t, 1 / t)
         let s = r * r
         var p = Vector(repeating: -0.00405456218868494)
         p = p * s + (0.021862944588065147 as Float)
@@ -98,9 +130,7 @@ public enum FastAtan2 {
         p = p * s + (-0.33329859375953674 as Float)
         p = p * s + (0.9999993443489075 as Float)
         let a = p * r
-        let halfPi = unsafeBitCast(Vector(repeating: .pi / 2), to: Bits.self)
-        let folded = unsafeBitCast(steep & halfPi, to: Vector.self)
-            + unsafeBitCast(unsafeBitCast(a, to: Bits.self) ^ (steep & signBit), to: Vector.self)
+        let folded = whereLess(Vector(repeating: 1), t, Vector(repeating: .pi / 2) - a, a)
         return unsafeBitCast(unsafeBitCast(folded, to: Bits.self) | (yBits & signBit), to: Vector.self)
     }
 

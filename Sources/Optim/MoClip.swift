@@ -84,19 +84,18 @@ public final class MoClip: Optimizer {
     }
 
     private func stepConstants(step t: Int, lr: Float, decisions: [ClipDecision]) -> [AtanUpdate] {
-        // atan2(m/bc1, b·√(v/bc2)) = atan2(m, b·(bc1/√bc2)·√v): scaling both arguments by bc1 > 0.
-        let xScale: Float
+        // atan2(m/bc1, b·√(v/bc2)) = atan2(m, b·(bc1/√bc2)·√v): scaling both arguments by bc1 > 0;
+        // the kernel takes the square of that factor and never forms √v.
+        var xScale = Double(config.b)
         if config.biasCorrection {
             let bc1 = 1 - pow(Double(config.beta1), Double(t))
             let bc2 = 1 - pow(Double(config.beta2), Double(t))
-            xScale = Float(Double(config.b) * bc1 / bc2.squareRoot())
-        } else {
-            xScale = config.b
+            xScale *= bc1 / bc2.squareRoot()
         }
         return core.tensors.indices.map { i in
             let (effective, decay) = core.rates(tensor: i, lr: lr)
             return AtanUpdate(alpha: Float(decisions[i].gradientScale), beta: Float(decisions[i].momentumScale),
-                              beta1: config.beta1, beta2: config.beta2, vGain: Float(Double(1 - config.beta2).squareRoot()), xScale: xScale,
+                              beta1: config.beta1, beta2: config.beta2, vGain: Float(Double(1 - config.beta2).squareRoot()), xScaleSquared: Float(xScale * xScale),
                               decay: decay, stepScale: effective * config.a)
         }
     }

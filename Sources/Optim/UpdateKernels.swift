@@ -1,5 +1,6 @@
 /// The per-chunk inner loops: one fused pass for the angle sums, one fused pass for
-/// rotation + moments + update. 8 fp32 lanes (two SSE registers on baseline x86-64, one AVX
+/// rotation + moments + update. The per-8-lane helpers are `@_transparent` because
+/// `@inline(__always)` was not honoured in these loops (the calls spilled every register). 8 fp32 lanes (two SSE registers on baseline x86-64, one AVX
 /// register where available); tails run through the same vector code on zero-padded lanes, so
 /// every element sees identical arithmetic wherever it sits in a chunk.
 typealias Lanes = SIMD8<Float>
@@ -66,8 +67,8 @@ struct AtanUpdate {
     var beta2: Float
     /// √(1−β2): v ← β2·v + (vGain·g)², which overflows only when the new v itself would.
     var vGain: Float
-    /// atan2(m̂, b·√v̂) = atan2(m, xScale·√v) with xScale = b·(1−β1^t)/√(1−β2^t).
-    var xScale: Float
+    /// atan2(m̂, b·√v̂) = atan2(m, √(xScale²·v)) with xScale = b·(1−β1^t)/√(1−β2^t).
+    var xScaleSquared: Float
     /// 1 − lr·λ
     var decay: Float
     /// lr·a
@@ -83,14 +84,11 @@ struct AtanUpdate {
 /// Inputs below 2⁻⁶⁰ (subnormals included) are scaled by 2⁶⁴ first so the estimate starts in
 /// range; 0 gives 0. +∞ is clamped to the largest float (a Newton step on ∞ gives NaN), so an
 /// overflowed second moment still yields a finite, tiny update instead of NaN parameters.
-@inline(__always)
+@_transparent
 func squareRootLanes(_ x: Lanes) -> Lanes {
-    let xBits = unsafeBitCast(x, to: SIMD8<UInt32>.self)
-    // x ≥ 0, so bit patterns order like values: 0x21800000 is 2⁻⁶⁰, 0x7F7FFFFF the largest float.
-    let tiny = FastAtan2.negativeMask(xBits &- 0x2180_0000)
-    let huge = FastAtan2.negativeMask(SIMD8<UInt32>(repeating: 0x7F7F_FFFF) &- xBits)
-    let finite = FastAtan2.select(huge, Lanes(repeating: .greatestFiniteMagnitude), x)
-    let w = FastAtan2.select(tiny, finite * 0x1p64, finite)
+    let finite = FastAtan2.minimum(x, Lanes(repeating: .greatestFiniteMagnitude))
+    let tinyLimit = Lanes(repeating: 0x1p-60)
+    let w = FastAtan2.whereLess(finite, tinyLimit, finite * 0x1p64, finite)
     let bits = unsafeBitCast(w, to: SIMD8<UInt32>.self)
     var y = unsafeBitCast(SIMD8<UInt32>(repeating: 0x5F37_59DF) &- (bits &>> 1), to: Lanes.self)
     let halfW = 0.5 * w
@@ -99,18 +97,15 @@ func squareRootLanes(_ x: Lanes) -> Lanes {
     y = y * (1.5 - (halfW * y) * y)
     var r = w * y
     r = r + (0.5 * y) * (w - r * r)
-    return FastAtan2.select(tiny, r * 0x1p-32, r)
+    return FastAtan2.whereLess(finite, tinyLimit, r * 0x1p-32, r)
 }
 
-/// Lane-wise max of two non-negative vectors (their bit patterns order like their values).
-@inline(__always)
-func maxLanes(_ a: Lanes, _ b: Lanes) -> Lanes {
-    let aBits = unsafeBitCast(a, to: SIMD8<UInt32>.self), bBits = unsafeBitCast(b, to: SIMD8<UInt32>.self)
-    return FastAtan2.select(FastAtan2.negativeMask(aBits &- bBits), b, a)
-}
+/// Lane-wise max of two non-negative vectors.
+@_transparent
+func maxLanes(_ a: Lanes, _ b: Lanes) -> Lanes { FastAtan2.maximum(a, b) }
 
 /// The MoClip/Adam-atan2 arithmetic for 8 elements: returns new p, m, v and atan2(m̂, b√v̂).
-@inline(__always)
+@_transparent
 func atanLanes(_ g: Lanes, _ mOld: Lanes, _ vOld: Lanes, _ pOld: Lanes, _ k: AtanUpdate,
                rotate: Bool, vFromClipped: Bool) -> (Lanes, Lanes, Lanes, Lanes) {
     let gc = rotate ? k.alpha * g + k.beta * mOld : g
@@ -118,7 +113,7 @@ func atanLanes(_ g: Lanes, _ mOld: Lanes, _ vOld: Lanes, _ pOld: Lanes, _ k: Ata
     let gs = (rotate && vFromClipped) ? gc : g
     let gScaled = k.vGain * gs
     let vNew = k.beta2 * vOld + gScaled * gScaled
-    let u = FastAtan2.atan2NonNegativeX(mNew, k.xScale * squareRootLanes(vNew))
+    let u = FastAtan2.atan2OverSquareRoot(mNew, k.xScaleSquared * vNew)
     let pNew = pOld * k.decay - k.stepScale * u
     return (pNew, mNew, vNew, u)
 }
@@ -134,32 +129,40 @@ func atanTail(_ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>
     return absLanes(u)
 }
 
+/// The three compile-time variants of the MoClip update loop. A type parameter (not Bool
+/// arguments) makes the compiler emit one specialised function per variant, each small enough
+/// for the atan2 and square-root code to be inlined into its loop.
+protocol AtanVariant { static var rotate: Bool { get }; static var vFromClipped: Bool { get } }
+enum Unrotated: AtanVariant { static var rotate: Bool { false }; static var vFromClipped: Bool { false } }
+enum RotatedClippedV: AtanVariant { static var rotate: Bool { true }; static var vFromClipped: Bool { true } }
+enum RotatedRawV: AtanVariant { static var rotate: Bool { true }; static var vFromClipped: Bool { false } }
+
 /// Applies one MoClip step to `count` elements; returns max |atan2(m̂, b√v̂)| (before lr·a).
 func atanUpdate(p: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
                 v: UnsafeMutablePointer<Float>, count: Int, _ k: AtanUpdate,
                 rotate: Bool, secondMomentFromClipped: Bool) -> Float {
     switch (rotate, secondMomentFromClipped) {
-    case (false, _): return atanLoop(p, g, m, v, count, k, rotate: false, vFromClipped: false)
-    case (true, true): return atanLoop(p, g, m, v, count, k, rotate: true, vFromClipped: true)
-    case (true, false): return atanLoop(p, g, m, v, count, k, rotate: true, vFromClipped: false)
+    case (false, _): return atanLoop(Unrotated.self, p, g, m, v, count, k)
+    case (true, true): return atanLoop(RotatedClippedV.self, p, g, m, v, count, k)
+    case (true, false): return atanLoop(RotatedRawV.self, p, g, m, v, count, k)
     }
 }
 
-@inline(__always)
-private func atanLoop(_ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>,
-                      _ m: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>,
-                      _ count: Int, _ k: AtanUpdate, rotate: Bool, vFromClipped: Bool) -> Float {
+@inline(never)
+private func atanLoop<V: AtanVariant>(_: V.Type, _ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>,
+                                      _ m: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>,
+                                      _ count: Int, _ k: AtanUpdate) -> Float {
     var largest = Lanes.zero
     var i = 0
     while i + 8 <= count {
         let (pn, mn, vn, u) = atanLanes(loadLanes(g, i), loadLanes(m, i), loadLanes(v, i), loadLanes(p, i), k,
-                                        rotate: rotate, vFromClipped: vFromClipped)
+                                        rotate: V.rotate, vFromClipped: V.vFromClipped)
         storeLanes(pn, p, i); storeLanes(mn, m, i); storeLanes(vn, v, i)
         largest = maxLanes(largest, absLanes(u))
         i += 8
     }
     if i < count {
-        largest = maxLanes(largest, atanTail(p + i, g + i, m + i, v + i, count - i, k, rotate: rotate, vFromClipped: vFromClipped))
+        largest = maxLanes(largest, atanTail(p + i, g + i, m + i, v + i, count - i, k, rotate: V.rotate, vFromClipped: V.vFromClipped))
     }
     return largest.max()
 }
@@ -180,7 +183,7 @@ struct AdamWUpdate {
 }
 
 /// The AdamW arithmetic for 8 elements: returns new p, m, v and m/(√v̂+ε).
-@inline(__always)
+@_transparent
 func adamWLanes(_ g: Lanes, _ mOld: Lanes, _ vOld: Lanes, _ pOld: Lanes, _ k: AdamWUpdate) -> (Lanes, Lanes, Lanes, Lanes) {
     let mNew = k.beta1 * mOld + (1 - k.beta1) * g
     let gScaled = k.vGain * g

@@ -73,23 +73,29 @@ final class FastAtan2Tests: XCTestCase {
         XCTAssertTrue(v[7].isNaN)
     }
 
-    /// The optimizer's variant (x ≥ 0, finite y) against Foundation and against the general one.
-    func testNonNegativeXVariant() {
+    /// The optimizer's fused form atan2(y, √w) against Foundation.
+    func testAtan2OverSquareRoot() {
         var rng = TestRNG(7)
         var worst = 0.0
         for _ in 0..<100_000 {
             let y = Float(exp((rng.unit() - 0.5) * 80)) * (rng.unit() < 0.5 ? -1 : 1)
-            let x = Float(exp((rng.unit() - 0.5) * 80))
-            let got = FastAtan2.atan2NonNegativeX(SIMD8(repeating: y), SIMD8(repeating: x))[0]
-            worst = max(worst, abs(Double(got) - reference(y, x)))
+            let w = Float(exp((rng.unit() - 0.5) * 160))
+            let got = FastAtan2.atan2OverSquareRoot(SIMD8(repeating: y), SIMD8(repeating: w))[0]
+            worst = max(worst, abs(Double(got) - Foundation.atan2(Double(y), Double(w).squareRoot())))
         }
         XCTAssertLessThan(worst, 5e-7)
-        let y = SIMD8<Float>(0, -0.0, 1, -1, 1e-30, -3, .greatestFiniteMagnitude, 0)
-        let x = SIMD8<Float>(0, 0, 0, 0, 0, .infinity, 1, .infinity)
-        let v = FastAtan2.atan2NonNegativeX(y, x)
-        XCTAssertEqual(v[0].bitPattern, Float(0).bitPattern, "atan2(+0, +0) must be +0: a zero moment must not move the parameter")
+        let y = SIMD8<Float>(0, -0.0, 1e-30, -3, .greatestFiniteMagnitude, 0, 2, -1e-20)
+        let w = SIMD8<Float>(0, 0, 1e-30, .infinity, 1, .infinity, 4, 0x1p-133)
+        let v = FastAtan2.atan2OverSquareRoot(y, w)
+        XCTAssertEqual(v[0].bitPattern, Float(0).bitPattern, "atan2(+0, 0) must be +0: a zero moment must not move the parameter")
         XCTAssertEqual(v[1].bitPattern, Float(-0.0).bitPattern)
-        for k in 2..<8 { XCTAssertEqual(Double(v[k]), reference(y[k], x[k]), accuracy: 1e-6, "lane \(k)") }
+        XCTAssertEqual(Double(v[2]), Foundation.atan2(1e-30, 1e-15), accuracy: 1e-6)
+        XCTAssertEqual(v[3], 0, accuracy: 1e-18, "w = ∞ acts as the largest float: a vanishing angle")
+        XCTAssertEqual(v[4], .pi / 2, accuracy: 1e-6)
+        XCTAssertEqual(v[5].bitPattern, Float(0).bitPattern)
+        XCTAssertEqual(v[6], .pi / 4, accuracy: 1e-6)
+        // Subnormal w is floored at the smallest normal float (documented).
+        XCTAssertEqual(Double(v[7]), Foundation.atan2(-1e-20, Double(Float.leastNormalMagnitude).squareRoot()), accuracy: 1e-6)
     }
 
     func testSquareRootLanesAgainstHardware() {
