@@ -143,6 +143,48 @@ final class MoClipStepTests: XCTestCase {
         XCTAssertEqual(Array(t.grad).map(Double.init), g)
     }
 
+    func testSecondMomentSourceOption() throws {
+        // After a clipped step, v has seen g' (default) or the raw g (option off).
+        for fromClipped in [true, false] {
+            let store = ParameterStore()
+            let t = try store.add(name: "w", shape: [40])
+            var config = MoClipConfig()
+            config.secondMomentFromClippedGradient = fromClipped
+            let opt = try MoClip(store: store, schedule: .constant(1e-3), config: config)
+            for i in 0..<40 { t.grad[i] = Float(i % 7) + 1 }
+            try opt.step()
+            for i in 0..<40 { t.grad[i] = -t.grad[i] + (i % 2 == 0 ? 0.5 : -0.5) }
+            let mOld = Array(opt.core.m[0]).map(Double.init), vOld = Array(opt.core.v[0]).map(Double.init)
+            let g = Array(t.grad).map(Double.init)
+            XCTAssertEqual(try opt.step().clippedFraction, 1)
+            let mNew = Array(opt.core.m[0]).map(Double.init), vNew = Array(opt.core.v[0]).map(Double.init)
+            for i in 0..<40 {
+                let gClipped = (mNew[i] - 0.9 * mOld[i]) / 0.1
+                let seen = fromClipped ? gClipped : g[i]
+                XCTAssertEqual(vNew[i], 0.99 * vOld[i] + 0.01 * seen * seen, accuracy: 1e-4 * max(1, vNew[i]),
+                               "v[\(i)] with secondMomentFromClippedGradient = \(fromClipped)")
+            }
+        }
+    }
+
+    func testWithoutBiasCorrection() throws {
+        // Two equal gradients g: with correction m̂ = g, v̂ = g², atan2 = π/4; without it
+        // atan2(0.19·g, √0.0199·|g|) = atan(0.19/√0.0199).
+        for corrected in [true, false] {
+            let store = ParameterStore()
+            let t = try store.add(name: "p", shape: [1])
+            var config = MoClipConfig.adamAtan2
+            config.biasCorrection = corrected
+            let opt = try MoClip(store: store, schedule: .constant(0.1), config: config)
+            t.grad[0] = 2
+            try opt.step()
+            let before = t.value[0]
+            try opt.step()
+            let expected = corrected ? Double.pi / 4 : atan(0.19 / 0.0199.squareRoot())
+            XCTAssertEqual(Double(before - t.value[0]), 0.1 * 1.27 * expected, accuracy: 1e-6, "biasCorrection = \(corrected)")
+        }
+    }
+
     func testGlobalGranularityDecidesOnceForAllTensors() throws {
         // Tensor a: gradient opposite its momentum; tensor b: much larger and aligned. Per tensor
         // only a clips; globally the combined angle is small, so nothing clips.
