@@ -78,7 +78,7 @@ struct FormatBench: ParsableCommand {
 
         let naive = Self.naiveBytes(sets)
         let naiveZstd = Self.zstdChunked(naive, level: level, chunk: blockBytes)
-        let memcpyRate = Self.memcpyBytesPerSecond()
+        let memcpyRate = measureMemcpyBytesPerSecond()
         let c = Double(candidates)
         var extra: [(String, Any)] = []
         if compare {
@@ -193,25 +193,6 @@ struct FormatBench: ParsableCommand {
         return worst
     }
 
-    /// memcpy bandwidth with a read of the destination after each copy, so the optimizer cannot
-    /// drop the copy (the shared `measureMemcpyBytesPerSecond` reports ~1e16 B/s in release
-    /// builds because its destination is never read).
-    static func memcpyBytesPerSecond(bytes: Int = 256 << 20) -> Double {
-        let src = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-        let dst = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-        defer { src.deallocate(); dst.deallocate() }
-        memset(src, 1, bytes)
-        memset(dst, 0, bytes)
-        var sink = 0
-        let seconds = bestTime(repeats: 5) {
-            memcpy(dst, src, bytes)
-            sink &+= Int(dst.load(fromByteOffset: Int.random(in: 0..<bytes), as: UInt8.self))
-        }
-        precondition(sink > 0, "memcpy did not copy")
-        return Double(bytes) / seconds
-    }
-
-    /// The naive layout: per candidate a little-endian u32 id and f32 log-prob.
     static func naiveBytes(_ sets: [SelectedSet]) -> [UInt8] {
         var out: [UInt8] = []
         for s in sets {
