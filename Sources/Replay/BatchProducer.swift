@@ -37,7 +37,7 @@ final class BatchProducer {
         while state.sequencesConsumed < shareSize {
             let g = ReplayOrder.globalIndex(state.sequencesConsumed, rank: options.rank, shareSize: shareSize, total: order.count)
             let ref = order[g]
-            let window = options.shuffle ? g / options.window : g / 4096
+            let window = g / options.window
             let (key, index) = try locate(ref, window: window)
             // A struct copy of the record only retains its arrays.
             let record = current[key]![index]

@@ -11,8 +11,9 @@ public struct ReplayOptions: Sendable, Equatable {
     public var seed: UInt64 = 0
     /// false: file order (benchmarks, evaluation). true: the shuffled order of REPLAY_ORDER.md.
     public var shuffle = true
-    /// Sequences per shuffle window.
-    public var window = 4096
+    /// Sequences per shuffle window. Larger mixes more; memory is about two windows of decoded
+    /// blocks (512 sequences of 2,048 positions at K ≈ 30 is ~250 MB per window).
+    public var window = 512
     public var rank = 0
     public var worldSize = 1
     public var remainder = Remainder.pad
@@ -23,7 +24,7 @@ public struct ReplayOptions: Sendable, Equatable {
     /// Batches the background producer keeps ready.
     public var prefetchDepth = 4
 
-    public init(seed: UInt64 = 0, shuffle: Bool = true, window: Int = 4096, rank: Int = 0, worldSize: Int = 1,
+    public init(seed: UInt64 = 0, shuffle: Bool = true, window: Int = 512, rank: Int = 0, worldSize: Int = 1,
                 remainder: Remainder = .pad, maxTokens: Int = 8192, maxSequenceLength: Int = 2048, prefetchDepth: Int = 4) {
         self.seed = seed
         self.shuffle = shuffle
