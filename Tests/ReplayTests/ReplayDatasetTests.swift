@@ -232,6 +232,35 @@ final class ReplayDatasetTests: XCTestCase {
         XCTAssertEqual(mixed.snapshot.sequences, 10)
     }
 
+    /// A damaged block surfaces as an error from `next()` (the producer thread reports it), not
+    /// as bad data; a loader dropped mid-epoch stops its producer without hanging.
+    func testCorruptBlockIsReportedAndDroppedLoaderStops() throws {
+        try writeDataset("a", shards: 1, perShard: 30)
+        do {
+            let ds = try ReplayDataset(directory: dir, datasets: ["a"])
+            var loader: ReplayLoader? = try ds.makeLoader(epoch: 0, options: ReplayOptions(maxTokens: 32, maxSequenceLength: 32, prefetchDepth: 2))
+            XCTAssertNotNil(try loader?.next())
+            loader = nil  // deinit stops and joins the producer
+        }
+        let ds = try ReplayDataset(directory: dir, datasets: ["a"])
+        let reader = ds.readers[0]
+        let info = reader.blockInfo(reader.blockCount / 2)
+        let handle = try XCTUnwrap(FileHandle(forUpdatingAtPath: reader.path))
+        try handle.seek(toOffset: info.offset + 64 + UInt64(info.storedBytes / 2))
+        let byte = try XCTUnwrap(handle.readData(ofLength: 1).first)
+        try handle.seek(toOffset: info.offset + 64 + UInt64(info.storedBytes / 2))
+        handle.write(Data([byte ^ 0x5A]))
+        try handle.close()
+        // A fresh dataset: its readers have not verified the block yet.
+        let fresh = try ReplayDataset(directory: dir, datasets: ["a"])
+        let loader = try fresh.makeLoader(epoch: 0, options: ReplayOptions(shuffle: false, maxTokens: 64, maxSequenceLength: 64))
+        XCTAssertThrowsError(try drain(loader)) { error in
+            guard case ReplayError.corrupt(let text) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(text.contains("checksum"), text)
+        }
+        XCTAssertNil(try loader.next(), "after an error the loader is finished")
+    }
+
     /// A replay batch feeds the restricted loss directly.
     func testBatchFeedsTheRestrictedLoss() throws {
         try writeDataset("a", shards: 1, perShard: 8)
