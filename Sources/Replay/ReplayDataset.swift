@@ -122,6 +122,11 @@ public final class ReplayDataset: Sendable {
         guard state.maxSequenceLength == options.maxSequenceLength else {
             throw .stateMismatch("state was taken with maxSequenceLength \(state.maxSequenceLength), options say \(options.maxSequenceLength)")
         }
+        // Batch CSR offsets are u32: the largest possible batch must fit.
+        let maxK = datasets.map { $0.spec.policy.kMax + 1 }.max() ?? 1
+        guard options.maxTokens.multipliedReportingOverflow(by: maxK).partialValue <= Int(UInt32.max) else {
+            throw .invalidOptions("maxTokens \(options.maxTokens) × K ≤ \(maxK) candidates could overflow the u32 set offsets of a batch")
+        }
         var effective = options
         effective.seed = state.seed
         let share = shareSize(options: effective)

@@ -93,7 +93,6 @@ private final class BatchChannel: Sendable {
         var ready: [Result<ReplayBatch?, ReplayError>] = []
         var free: [ReplayBatch] = []
         var stopped = false
-        var producerExited = false
     }
     let slots = DispatchSemaphore(value: 0)
     let filled = DispatchSemaphore(value: 0)
@@ -107,18 +106,14 @@ private final class BatchChannel: Sendable {
     /// A batch to fill (recycled or new), or nil once stopped.
     func takeFree() -> ReplayBatch? {
         state.withLock { s in
-            if s.stopped { s.producerExited = true; return nil }
+            if s.stopped { return nil }
             return s.free.popLast() ?? ReplayBatch(state: ReplayState(snapshotHash: "", seed: 0, epoch: 0, sequencesConsumed: 0,
                                                                       rank: 0, worldSize: 1, maxSequenceLength: 1))
         }
     }
 
     func push(_ result: Result<ReplayBatch?, ReplayError>) {
-        state.withLock { s in
-            s.ready.append(result)
-            if case .success(nil) = result { s.producerExited = true }
-            if case .failure = result { s.producerExited = true }
-        }
+        state.withLock { $0.ready.append(result) }
         filled.signal()
     }
 
