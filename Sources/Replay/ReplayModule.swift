@@ -1,1 +1,0 @@
-// Replay layer (being written)
