@@ -45,6 +45,9 @@ public final class CacheStore: Sendable {
     public let recovery: RecoveryReport
     let lock: DirectoryLock?
     let state: Mutex<WriterState>
+    /// Serializes group commits, seals and recovery; held across fsync and the catalog commit
+    /// while `state` is free for appends.
+    let flushLock = Mutex<Void>(())
     let readers = Mutex<[Int64: ShardReader]>([:])
     let knownDatasets = Mutex<[String: DatasetInfo]>([:])
 
@@ -63,6 +66,8 @@ public final class CacheStore: Sendable {
         var pendingKeys: [Int64: [String: UInt64]] = [:]
         var appended: UInt64 = 0
         var committed: UInt64 = 0
+        /// Set when an append failed half-way; cleared by recovery under the flush lock.
+        var poisoned: StoreError?
         /// Ticket ranges (lo, hi] whose flush failed, newest last.
         var failures: [(lo: UInt64, hi: UInt64, error: StoreError)] = []
     }
@@ -120,6 +125,15 @@ public final class CacheStore: Sendable {
     /// Nothing is durable or visible to readers until `waitDurable(result.ticket)` returns.
     /// Throws without writing anything when any record is invalid or conflicts with a stored key.
     public func append(dataset name: String, records: [SequenceRecord]) throws(StoreError) -> AppendResult {
+        do {
+            return try appendUnrecovered(dataset: name, records: records)
+        } catch {
+            recoverIfPoisoned()
+            throw error
+        }
+    }
+
+    private func appendUnrecovered(dataset name: String, records: [SequenceRecord]) throws(StoreError) -> AppendResult {
         try requireWritable()
         let info = try dataset(named: name)
         let spec = info.spec
@@ -149,39 +163,78 @@ public final class CacheStore: Sendable {
             }
         }
         let stored = try catalog.contentHashes(datasetId: info.id, keys: Array(firstIndex.keys))
+        for (i, record) in records.enumerated() where keep[i] {
+            if let h = stored[record.key] {
+                guard h == hashes[i] else { throw .keyConflict(dataset: name, key: record.key) }
+                keep[i] = false
+            }
+        }
+        // A large batch is encoded and compressed into blocks of its own here, in parallel with
+        // other requests; under the lock it is then only placed in the file.
+        var encoded: [EncodedBlock]?
+        let fresh = zip(records, keep).filter { $0.1 }.map { $0.0 }
+        let freshBytes = fresh.reduce(0) { $0 + $1.candidates * 5 + $1.positions * 8 }
+        if freshBytes >= options.shardWriter.targetBlockBytes / 4 {
+            do {
+                encoded = try ShardWriter.encodeBlocks(fresh, provenance: Self.provenance(of: info),
+                                                       options: options.shardWriter, path: "shards/\(name)")
+            } catch { throw .io(error.description) }
+        }
 
-        return try state.withLock { (s: inout WriterState) throws(StoreError) -> AppendResult in
-            var duplicates = records.count - firstIndex.count
+        let result = try state.withLock { (s: inout WriterState) throws(StoreError) -> AppendResult in
+            if let poisoned = s.poisoned { throw poisoned }
+            var duplicates = records.count - firstIndex.count + stored.count
             let pending = s.pendingKeys[info.id] ?? [:]
+            var raced = false
             for (i, record) in records.enumerated() where keep[i] {
-                if let h = stored[record.key] ?? pending[record.key] {
+                if let h = pending[record.key] {
                     guard h == hashes[i] else { throw .keyConflict(dataset: name, key: record.key) }
                     keep[i] = false
                     duplicates += 1
+                    raced = true
                 }
             }
             let new = keep.lazy.filter { $0 }.count
             if new > 0 {
                 do throws(StoreError) {
                     try self.appendLocked(&s, info: info, records: records, keep: keep, hashes: hashes,
-                                          coverages: coverages)
+                                          coverages: coverages, encoded: raced ? nil : encoded)
                 } catch {
-                    self.abandonPendingLocked(&s, error: error)
+                    // Cutting the shards back must not race a group commit in flight: mark the
+                    // store and recover under the flush lock below.
+                    s.poisoned = error
                     throw error
                 }
             }
             s.appended += 1
             return AppendResult(ticket: s.appended, new: new, duplicates: duplicates)
         }
+        return result
     }
 
     private func appendLocked(_ s: inout WriterState, info: DatasetInfo, records: [SequenceRecord], keep: [Bool],
-                              hashes: [UInt64], coverages: [CoverageStats]) throws(StoreError) {
+                              hashes: [UInt64], coverages: [CoverageStats], encoded: [EncodedBlock]?) throws(StoreError) {
         var shard: OpenShard
         if let existing = s.open[info.id] { shard = existing } else { shard = try openNewShard(info) }
+        var locations: [SequenceLocation] = []
+        locations.reserveCapacity(records.count)
+        do {
+            if let encoded {
+                for block in encoded {
+                    let index = try shard.writer.append(encoded: block)
+                    for ordinal in 0..<block.sequenceCount { locations.append(SequenceLocation(block: index, ordinal: ordinal)) }
+                }
+            } else {
+                for (i, record) in records.enumerated() where keep[i] { locations.append(try shard.writer.appendValidated(record)) }
+            }
+        } catch {
+            s.open[info.id] = shard
+            throw .io(error.description)
+        }
+        var next = 0
         for (i, record) in records.enumerated() where keep[i] {
-            let location: SequenceLocation
-            do { location = try shard.writer.append(record) } catch { throw .io(error.description) }
+            let location = locations[next]
+            next += 1
             let coverage = coverages[i]
             shard.pendingCoverage.merge(coverage)
             shard.dirty = true
@@ -194,13 +247,121 @@ public final class CacheStore: Sendable {
         s.open[info.id] = shard
     }
 
+    /// After an append failed mid-write: wait for any group commit in flight, then cut every open
+    /// shard back to its committed length and fail all tickets not yet durable.
+    private func recoverIfPoisoned() {
+        flushLock.withLock { _ in
+            state.withLock { s in
+                guard let error = s.poisoned else { return }
+                abandonPendingLocked(&s, error: error)
+                s.poisoned = nil
+            }
+        }
+    }
+
     /// Blocks until everything appended up to `ticket` is durable, flushing if nobody else has.
     /// Throws the flush's error if the flush that covered the ticket failed.
+    ///
+    /// Group commit in three steps, so appends go on while the disk works: under the state lock
+    /// the pending blocks are written and the rows to commit are taken; with only the flush lock
+    /// held the shards are fsynced and the catalog transaction commits; under the state lock again
+    /// the tickets are marked durable. Whoever comes first flushes for everyone appended so far.
     public func waitDurable(_ ticket: UInt64) throws(StoreError) {
-        try state.withLock { (s: inout WriterState) throws(StoreError) in
-            if s.committed < ticket { try self.flushLocked(&s) }
-            if let failure = s.failures.last(where: { $0.lo < ticket && ticket <= $0.hi }) { throw failure.error }
+        func settled() throws(StoreError) -> Bool {
+            try state.withLock { (s: inout WriterState) throws(StoreError) -> Bool in
+                if let failure = s.failures.last(where: { $0.lo < ticket && ticket <= $0.hi }) { throw failure.error }
+                return s.committed >= ticket
+            }
         }
+        if try settled() { return }
+        try flushLock.withLock { (_: inout Void) throws(StoreError) in
+            if try settled() { return }
+            try self.groupCommit()
+        }
+        _ = try settled()
+    }
+
+    /// What one group commit took from the state: rows and each dirty shard's written length.
+    private struct FlushSnapshot {
+        struct Shard {
+            var datasetId: Int64
+            var shardId: Int64
+            var length: UInt64
+            var blocks: Int
+            var coverage: CoverageStats
+            var handle: DurabilityHandle
+        }
+        var target: UInt64
+        var rows: [SequenceEntry]
+        var shards: [Shard] = []
+    }
+
+    /// Caller holds `flushLock`.
+    private func groupCommit() throws(StoreError) {
+        let snapshot = try state.withLock { (s: inout WriterState) throws(StoreError) -> FlushSnapshot in
+            if let poisoned = s.poisoned {
+                abandonPendingLocked(&s, error: poisoned)
+                s.poisoned = nil
+                throw poisoned
+            }
+            var snap = FlushSnapshot(target: s.appended, rows: s.pendingRows)
+            s.pendingRows = []
+            for (datasetId, var shard) in s.open where shard.dirty {
+                let length: UInt64
+                do throws(ShardError) { length = try shard.writer.writePending() } catch {
+                    let failure = StoreError.io(error.description)
+                    abandonPendingLocked(&s, error: failure)
+                    throw failure
+                }
+                snap.shards.append(.init(datasetId: datasetId, shardId: shard.entry.id, length: length,
+                                         blocks: shard.writer.blockCount, coverage: shard.pendingCoverage,
+                                         handle: shard.writer.durabilityHandle()))
+                shard.pendingCoverage = CoverageStats()
+                shard.dirty = false
+                s.open[datasetId] = shard
+            }
+            return snap
+        }
+        let started = ContinuousClock.now
+        var failure: StoreError?
+        do throws(StoreError) {
+            for shard in snapshot.shards {
+                do throws(ShardError) { try shard.handle.sync() } catch { throw StoreError.io(error.description) }
+            }
+            var commit = CatalogDB.Commit()
+            commit.shards = snapshot.shards.map {
+                CatalogDB.Commit.ShardProgress(shardId: $0.shardId, committedBytes: $0.length, blocks: $0.blocks,
+                                               coverageDelta: $0.coverage)
+            }
+            commit.sequences = snapshot.rows
+            if !commit.sequences.isEmpty || !commit.shards.isEmpty { try catalog.commit(commit) }
+        } catch {
+            failure = error
+        }
+        try state.withLock { (s: inout WriterState) throws(StoreError) in
+            if let failure {
+                // The catalog still holds the old committed lengths: cut the shards back to them.
+                abandonPendingLocked(&s, error: failure)
+                throw failure
+            }
+            s.committed = max(s.committed, snapshot.target)
+            for done in snapshot.shards {
+                guard var shard = s.open[done.datasetId], shard.entry.id == done.shardId else { continue }
+                shard.writer.markDurable(upTo: done.length)
+                shard.entry.committedBytes = done.length
+                shard.entry.blocks = done.blocks
+                shard.entry.coverage.merge(done.coverage)
+                s.open[done.datasetId] = shard
+            }
+            for row in snapshot.rows where s.pendingKeys[row.datasetId]?[row.key] == row.contentHash {
+                s.pendingKeys[row.datasetId]?[row.key] = nil
+            }
+            // Rotate full shards that nothing was appended to since the snapshot.
+            for (_, shard) in s.open where !shard.dirty && shard.entry.committedBytes >= options.maxShardBytes {
+                try? sealLocked(&s, shard)
+            }
+        }
+        options.flushObserver?(ContinuousClock.now - started, snapshot.rows.count)
     }
 
     /// Appends and waits: the synchronous path for tools and tests.
@@ -214,17 +375,21 @@ public final class CacheStore: Sendable {
     /// Makes everything appended so far durable.
     public func flush() throws(StoreError) {
         try requireWritable()
-        try state.withLock { (s: inout WriterState) throws(StoreError) in try self.flushLocked(&s) }
+        try flushLock.withLock { (_: inout Void) throws(StoreError) in
+            try state.withLock { (s: inout WriterState) throws(StoreError) in try self.flushLocked(&s) }
+        }
     }
 
     /// Flushes and seals every open shard (of one dataset, or all).
     public func seal(dataset name: String? = nil) throws(StoreError) {
         try requireWritable()
         let only = try name.map { (n: String) throws(StoreError) in try dataset(named: n).id }
-        try state.withLock { (s: inout WriterState) throws(StoreError) in
-            try self.flushLocked(&s)
-            for (datasetId, shard) in s.open where only == nil || only == datasetId {
-                try self.sealLocked(&s, shard)
+        try flushLock.withLock { (_: inout Void) throws(StoreError) in
+            try state.withLock { (s: inout WriterState) throws(StoreError) in
+                try self.flushLocked(&s)
+                for (datasetId, shard) in s.open where only == nil || only == datasetId {
+                    try self.sealLocked(&s, shard)
+                }
             }
         }
     }
@@ -294,16 +459,19 @@ public final class CacheStore: Sendable {
         }
     }
 
+    static func provenance(of info: DatasetInfo) -> ShardProvenance {
+        ShardProvenance(datasetName: info.spec.name, vocabSize: info.spec.vocabSize, policy: info.spec.policy,
+                        teacherId: info.spec.teacherId, tokenizerId: info.spec.tokenizerId,
+                        tokenizerHash: info.spec.tokenizerHash, logprobScale: info.spec.logprobScale)
+    }
+
     private func openNewShard(_ info: DatasetInfo) throws(StoreError) -> OpenShard {
         let generation = try catalog.nextGeneration(datasetId: info.id)
         let uuid = UUID()
         let dir = "shards/" + info.spec.name
         try FileOps.makeDirectory(directory + "/" + dir)
         let relative = dir + "/" + String(format: "%06d", generation) + "-" + uuid.uuidString.lowercased() + ".open"
-        let provenance = ShardProvenance(
-            datasetName: info.spec.name, vocabSize: info.spec.vocabSize, policy: info.spec.policy,
-            teacherId: info.spec.teacherId, tokenizerId: info.spec.tokenizerId,
-            tokenizerHash: info.spec.tokenizerHash, logprobScale: info.spec.logprobScale)
+        let provenance = Self.provenance(of: info)
         let writer: ShardWriter
         let committed: UInt64
         do {
@@ -396,7 +564,9 @@ public final class CacheStore: Sendable {
                 readers.withLock { $0[shard.id] = reader }
                 return reader
             case .open:
-                return try ShardReader(openAt: path, committedLength: shard.committedBytes)
+                // pread, not mmap: recovery after a failed flush may cut an open file back, and a
+                // mapping past the new end would fault.
+                return try ShardReader(openAt: path, committedLength: shard.committedBytes, access: .pread)
             case .quarantined:
                 throw StoreError.corrupt("shard \(shard.path) is quarantined: \(shard.quarantineReason ?? "")")
             }

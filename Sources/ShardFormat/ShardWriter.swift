@@ -57,7 +57,8 @@ public final class ShardWriter {
     public private(set) var committedLength: UInt64
     public private(set) var sequenceCount: Int
 
-    private var fd: Int32
+    private var descriptor: OwnedDescriptor?
+    private var fd: Int32 { descriptor?.fd ?? -1 }
     private var fileLength: UInt64
     private var blocks: [BlockInfo]
     private var builder: BlockBuilder
@@ -72,7 +73,7 @@ public final class ShardWriter {
     private init(path: String, fd: Int32, provenance: ShardProvenance, shardID: UUID, options: ShardWriterOptions,
                  length: UInt64, blocks: [BlockInfo], sequences: Int, hasher: StreamingXXH3) {
         self.path = path
-        self.fd = fd
+        self.descriptor = OwnedDescriptor(fd)
         self.provenance = provenance
         self.shardID = shardID
         self.options = options
@@ -138,7 +139,6 @@ public final class ShardWriter {
                            length: committedLength, blocks: blocks, sequences: reader.sequenceCount, hasher: hasher)
     }
 
-    deinit { if fd >= 0 { close(fd) } }
 
     private func checkUsable() throws(ShardError) {
         if sealed { throw ShardError(path: path, reason: "writer is sealed") }
@@ -155,6 +155,14 @@ public final class ShardWriter {
         } catch {
             throw ShardError(path: path, reason: error.description)
         }
+        return try appendValidated(record)
+    }
+
+    /// `append` for a record the caller has already validated against this shard's vocab and
+    /// policy (the store validates each batch before taking its lock; twice is waste).
+    @discardableResult
+    public func appendValidated(_ record: SequenceRecord) throws(ShardError) -> SequenceLocation {
+        try checkUsable()
         let worst = BlockBuilder.worstCaseBytes(record, idBytes: provenance.idBytes)
         guard worst <= ShardLayout.maxBlockRawBytes else {
             throw ShardError(path: path, reason: "sequence '\(record.key)' may need up to \(worst) bytes, more than a block holds (\(ShardLayout.maxBlockRawBytes)); split it")
@@ -174,11 +182,81 @@ public final class ShardWriter {
     /// appended so far lies below it.
     @discardableResult
     public func flush() throws(ShardError) -> UInt64 {
+        let length = try writePending()
+        do { try durabilityHandle().sync() } catch { failure = error.reason; throw error }
+        markDurable(upTo: length)
+        return committedLength
+    }
+
+    /// Writes the pending block (if any) to the file, not yet durable; returns the file length.
+    /// With `durabilityHandle().sync()` and `markDurable` this is `flush()` in three steps, so
+    /// that a group commit can fsync without holding the lock that serializes appends.
+    public func writePending() throws(ShardError) -> UInt64 {
         try checkUsable()
         if !builder.isEmpty { try writePendingBlock() }
-        do { try syncFile(fd, path: path) } catch { failure = error.reason; throw error }
-        committedLength = fileLength
-        return committedLength
+        return fileLength
+    }
+
+    /// Something that can fsync this shard from another thread while appends continue; it keeps
+    /// the descriptor open even if the writer is dropped meanwhile.
+    public func durabilityHandle() -> DurabilityHandle {
+        DurabilityHandle(descriptor: descriptor, path: path)
+    }
+
+    /// Records that everything below `length` is durable (a `sync()` that started after
+    /// `writePending` returned `length` succeeded).
+    public func markDurable(upTo length: UInt64) {
+        committedLength = max(committedLength, min(length, fileLength))
+    }
+
+    /// Encodes and compresses validated records into whole blocks, cut at the target size, with
+    /// no writer state: concurrent requests can do this in parallel and then only place the
+    /// finished blocks with `append(encoded:)`.
+    public static func encodeBlocks(_ records: [SequenceRecord], provenance: ShardProvenance,
+                                    options: ShardWriterOptions, path: String) throws(ShardError) -> [EncodedBlock] {
+        var out: [EncodedBlock] = []
+        var builder = BlockBuilder(idBytes: provenance.idBytes, scale: provenance.logprobScale)
+        func cut() throws(ShardError) {
+            let raw = builder.build()
+            let stored = try raw.withUnsafeBytes { r in
+                Result { () throws(ShardError) -> [UInt8] in
+                    try BlockCompression.compress(r, codec: options.codec, zstdLevel: options.zstdLevel, path: path, block: -1)
+                }
+            }.get()
+            out.append(EncodedBlock(rawBytes: raw.count, stored: stored, codec: options.codec,
+                                    sequenceCount: builder.sequenceCount, positions: builder.positions,
+                                    candidates: builder.candidates))
+            builder.reset()
+        }
+        for record in records {
+            let worst = BlockBuilder.worstCaseBytes(record, idBytes: provenance.idBytes)
+            guard worst <= ShardLayout.maxBlockRawBytes else {
+                throw ShardError(path: path, reason: "sequence '\(record.key)' may need up to \(worst) bytes, more than a block holds (\(ShardLayout.maxBlockRawBytes)); split it")
+            }
+            if !builder.isEmpty && (builder.rawBytes + worst > ShardLayout.maxBlockRawBytes
+                                    || builder.sequenceCount >= ShardLayout.maxSequencesPerBlock) {
+                try cut()
+            }
+            builder.append(record)
+            if builder.rawBytes >= options.targetBlockBytes { try cut() }
+        }
+        if !builder.isEmpty { try cut() }
+        return out
+    }
+
+    /// Places a block made by `encodeBlocks` (after any pending block, so order is kept).
+    /// Returns its block index; its sequences have ordinals 0..<sequenceCount.
+    public func append(encoded block: EncodedBlock) throws(ShardError) -> Int {
+        try checkUsable()
+        guard block.codec == options.codec else {
+            throw ShardError(path: path, reason: "encoded block uses \(block.codec), this writer \(options.codec)")
+        }
+        if !builder.isEmpty { try writePendingBlock() }
+        let index = blocks.count
+        try writeBlock(stored: block.stored, rawBytes: block.rawBytes, sequences: block.sequenceCount,
+                       positions: block.positions, candidates: block.candidates)
+        sequenceCount += block.sequenceCount
+        return index
     }
 
     /// Flushes, writes footer and trailer, fsyncs, renames to `finalPath`, fsyncs the directory.
@@ -207,8 +285,7 @@ public final class ShardWriter {
             failure = error.reason
             throw error
         }
-        close(fd)
-        fd = -1
+        descriptor = nil
         sealed = true
         committedLength = fileLength
         return SealedShard(path: finalPath, bytes: fileLength, fileHash: hasher.digest(), blocks: blocks.count,
@@ -224,9 +301,19 @@ public final class ShardWriter {
                 try BlockCompression.compress(r, codec: codec, zstdLevel: level, path: path, block: index)
             }
         }.get()
-        var info = BlockInfo(offset: fileLength, storedBytes: stored.count, rawBytes: raw.count, codec: options.codec,
-                             checksum: 0, firstSequence: sequenceCount - builder.sequenceCount,
-                             sequenceCount: builder.sequenceCount, positions: builder.positions, candidates: builder.candidates)
+        // The builder's sequences were already counted by `append`.
+        try writeBlock(stored: stored, rawBytes: raw.count, sequences: builder.sequenceCount,
+                       positions: builder.positions, candidates: builder.candidates,
+                       firstSequence: sequenceCount - builder.sequenceCount)
+        builder.reset()
+    }
+
+    /// Header (with its checksum over header and payload), payload, padding; then the index entry.
+    private func writeBlock(stored: [UInt8], rawBytes: Int, sequences: Int, positions: Int, candidates: Int,
+                            firstSequence: Int? = nil) throws(ShardError) {
+        var info = BlockInfo(offset: fileLength, storedBytes: stored.count, rawBytes: rawBytes, codec: options.codec,
+                             checksum: 0, firstSequence: firstSequence ?? sequenceCount,
+                             sequenceCount: sequences, positions: positions, candidates: candidates)
         info.checksum = stored.withUnsafeBytes { BlockInfo.checksum(header: info.encodeHeader(), payload: $0) }
         var w = ByteWriter()
         w.bytes.reserveCapacity(64 + stored.count + 64)
@@ -242,7 +329,34 @@ public final class ShardWriter {
         hasher.update(w.bytes)
         fileLength += UInt64(w.bytes.count)
         blocks.append(info)
-        builder.reset()
+    }
+}
+
+/// A block encoded and compressed by `ShardWriter.encodeBlocks`, not yet placed in a file.
+public struct EncodedBlock: Sendable {
+    public let rawBytes: Int
+    public let stored: [UInt8]
+    public let codec: BlockCodec
+    public let sequenceCount: Int
+    public let positions: Int
+    public let candidates: Int
+}
+
+/// A shard's descriptor, closed when the last owner lets go.
+final class OwnedDescriptor: Sendable {
+    let fd: Int32
+    init(_ fd: Int32) { self.fd = fd }
+    deinit { close(fd) }
+}
+
+/// Fsyncs one shard file from any thread (see `ShardWriter.durabilityHandle`).
+public struct DurabilityHandle: Sendable {
+    let descriptor: OwnedDescriptor?
+    public let path: String
+
+    public func sync() throws(ShardError) {
+        guard let descriptor else { throw ShardError(path: path, reason: "writer is sealed or closed") }
+        try syncFile(descriptor.fd, path: path)
     }
 }
 

@@ -192,3 +192,26 @@ final class CacheStoreTests: XCTestCase {
         XCTAssertNotNil(try store.read(dataset: "web-en", key: "w15-9-3"))
     }
 }
+
+extension CacheStoreTests {
+    /// Batches big enough to be encoded outside the writer lock read back like any other, mixed
+    /// with small batches that go through the shared pending block.
+    func testPreEncodedBatchesInterleaveWithSmallOnes() throws {
+        var options = CacheStore.Options()
+        options.shardWriter.targetBlockBytes = 4096
+        let dir = makeTemporaryDirectory()
+        let store = try CacheStore(directory: dir, options: options)
+        try store.createDataset(testSpec)
+        let big = randomRecords(60, prefix: "big")
+        let small = randomRecords(6, prefix: "small")
+        try store.appendDurably(dataset: "web-en", records: [small[0]])
+        try store.appendDurably(dataset: "web-en", records: Array(big[0..<30]))
+        try store.appendDurably(dataset: "web-en", records: Array(small[1...]))
+        try store.appendDurably(dataset: "web-en", records: Array(big[30...]))
+        for r in big + small { XCTAssertEqual(try store.read(dataset: "web-en", key: r.key), canonicalized(r, logprobScale: 64)) }
+        let audit = try CacheVerifier(store: store).verify()
+        XCTAssertTrue(audit.isClean, "\(audit.problems)")
+        XCTAssertEqual(audit.sequencesChecked, 66)
+        XCTAssertGreaterThan(try store.catalog.shards()[0].blocks, 4)
+    }
+}
