@@ -9,6 +9,15 @@ import Foundation
 /// running max and rescales its partial sum when that max rises (rare after the first blocks),
 /// so no second pass for the max is needed.
 ///
+/// Measured alternatives that were not faster on the default x86-64 (SSE2) target (thread CPU
+/// time, V = 151,936, interleaved runs against this loop): a whole-row max pass then an exp
+/// pass (+10%); 1,024-entry chunks, each max-then-exp from L1 (±0%); skipping or
+/// coarsening (±3.6% exp, error bound 0.036·V·e^−T ≤ 1e-7) the 4-lane groups below
+/// max − 24.7, branch-free or per 16 entries (+20% to +100%: the extra work and LLVM's lane
+/// shuffles outweigh the saved exps, and only rows with logit scale c ≳ 2.2 have such groups).
+/// The exp is ~⅔ of the row's cost and latency-bound: dropping two of its ~22 operations
+/// changed nothing measurable.
+///
 /// Candidates go into a small buffer of sortable 64-bit keys while their logit beats the
 /// threshold T; when the buffer passes 2·poolLimit it is sorted and cut to poolLimit, and T
 /// becomes the poolLimit-th logit. Ids are scanned in increasing order, so after a cut a later
