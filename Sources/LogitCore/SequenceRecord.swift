@@ -98,8 +98,12 @@ public struct SequenceRecord: Sendable, Equatable {
             throw fail("token \(i) is \(tok), expected < vocab size \(vocabSize)")
         }
         let kLow = min(policy.kMin, vocabSize)
-        var scratch: [UInt32] = []
-        scratch.reserveCapacity(policy.kMax + 1)
+        // Distinct ids per set through a small open-addressing table (K ≤ 4097): O(K), no sort.
+        let tableSize = 1 << (Int.bitWidth - (2 * (policy.kMax + 1) - 1).leadingZeroBitCount)
+        var table = [UInt32](repeating: .max, count: tableSize)
+        let tableMask = tableSize - 1
+        var used: [Int] = []
+        used.reserveCapacity(policy.kMax + 1)
         for t in 0..<n {
             let lo = Int(setOffsets[t]), hi = Int(setOffsets[t + 1])
             guard lo <= hi else { throw fail("setOffsets decrease at position \(t)") }
@@ -113,7 +117,7 @@ public struct SequenceRecord: Sendable, Equatable {
             let gold = tokens[t + 1]
             var goldSeen = false
             var mass = 0.0
-            scratch.removeAll(keepingCapacity: true)
+            used.removeAll(keepingCapacity: true)
             for j in lo..<hi {
                 let id = ids[j], lp = logprobs[j]
                 guard Int(id) < vocabSize else {
@@ -124,16 +128,21 @@ public struct SequenceRecord: Sendable, Equatable {
                 }
                 if id == gold { goldSeen = true }
                 mass += Double(exp(lp))
-                scratch.append(id)
+                var slot = Int(truncatingIfNeeded: (id &* 0x9E37_79B1) >> 7) & tableMask
+                while table[slot] != .max {
+                    if table[slot] == id {
+                        throw fail("position \(t): candidate id \(id) appears twice")
+                    }
+                    slot = (slot + 1) & tableMask
+                }
+                table[slot] = id
+                used.append(slot)
             }
+            for u in used { table[u] = .max }
             guard goldSeen else { throw fail("position \(t): gold token \(gold) is not among its \(k) candidates") }
             // Σ p over a subset of the vocabulary cannot exceed 1 (beyond float rounding).
             guard mass <= 1.001 else {
                 throw fail("position \(t): candidate probabilities sum to \(mass), expected ≤ 1 (log-probs, not logits?)")
-            }
-            scratch.sort()
-            for j in 1..<max(scratch.count, 1) where scratch[j] == scratch[j - 1] {
-                throw fail("position \(t): candidate id \(scratch[j]) appears twice")
             }
         }
     }
