@@ -61,6 +61,8 @@ let package = Package(
         // Stage 1 data path: memory-mapped, deterministic, resumable replay of a cache, and the
         // restricted-softmax losses (CE_S, KD) beside the full-vocabulary reference.
         .target(name: "Replay", dependencies: ["LogitCore", "ShardFormat", "Catalog", "COpenBLAS"]),
+        // A small Llama-style decoder for the CPU and its byte-level BPE tokenizer.
+        .target(name: "TinyLM", dependencies: ["LogitCore", "COpenBLAS"]),
         // MoClip, AdamW, Adam-atan2 over named fp32 tensors.
         .target(name: "Optim"),
 
@@ -92,6 +94,7 @@ let package = Package(
         .testTarget(name: "ShardFormatTests", dependencies: ["ShardFormat", "LogitCore"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "ShardFormat", "LogitCore"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim"]),
+        .testTarget(name: "TinyLMTests", dependencies: ["TinyLM"]),
         .testTarget(name: "ReplayTests", dependencies: ["Replay", "Catalog", "ShardFormat", "LogitCore"]),
         .testTarget(name: "WireFormatTests", dependencies: ["WireFormat", "LogitCore"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "LogitClient", "Catalog", "WireFormat", "LogitCore"]),

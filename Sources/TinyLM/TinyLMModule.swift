@@ -1,0 +1,1 @@
+// TinyLM layer (being written)
