@@ -113,9 +113,14 @@ struct Routes {
             metrics.inflightBytes.record(budget.inUse)
             metrics.inflightRequests.record(budget.requests)
         }
-        let buffer: ByteBuffer
-        do { buffer = try await request.body.collect(upTo: maxBodyBytes) } catch let e as HTTPError where e.status == .contentTooLarge {
-            throw IngestError(status: 413, "body exceeds the limit of \(maxBodyBytes) bytes")
+        // Collected into one buffer sized from Content-Length: growing by doubling would copy
+        // a tens-of-megabytes logits body several times.
+        var buffer = ByteBufferAllocator().buffer(capacity: declared ?? 64 << 10)
+        for try await chunk in request.body {
+            guard buffer.readableBytes + chunk.readableBytes <= maxBodyBytes else {
+                throw IngestError(status: 413, "body exceeds the limit of \(maxBodyBytes) bytes")
+            }
+            buffer.writeImmutableBuffer(chunk)
         }
         metrics.bytesIn.increment(by: buffer.readableBytes)
         let outcome = try await service.append(dataset: name, body: buffer)

@@ -82,6 +82,9 @@ public final class LogitClient: Sendable {
         request.httpBody = body
         if let contentType { request.setValue(contentType, forHTTPHeaderField: "Content-Type") }
         if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        // libcurl (under URLSession on Linux) sends `Expect: 100-continue` for bodies over 1 MB and
+        // then waits up to a second for an interim answer; logits-mode batches are tens of MB.
+        request.setValue("", forHTTPHeaderField: "Expect")
         var delay = 0.05
         let limit = attempts ?? maxAttempts
         for attempt in 1...limit {

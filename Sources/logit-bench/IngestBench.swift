@@ -24,6 +24,7 @@ struct IngestBench: AsyncParsableCommand {
     @Option(help: "Tokens per sequence.") var seqLen: Int = 512
     @Option(help: "Sequences per request.") var batch: Int = 4
     @Option(help: "Distinct selected positions to draw from (sets mode).") var pool: Int = 4096
+    @Option(help: "Logits rows per request (logits mode).") var rowsPerRequest: Int = 32
     @Flag(help: "Print only the JSON line.") var json = false
 
     func run() async throws {
@@ -67,7 +68,7 @@ struct IngestBench: AsyncParsableCommand {
                     golds[i] = teacher.fillRow(position: i, into: UnsafeMutableBufferPointer(rebasing: buf[i * vocab..<(i + 1) * vocab]))
                 }
             }
-            let rowsPerSequence = 64
+            let rowsPerSequence = rowsPerRequest
             let logitsRequests = max(1, positions / rowsPerSequence)
             for r in 0..<logitsRequests {
                 var encoder = WireBatchEncoder(mode: .logits, vocabSize: vocab, dtype: .f32)
@@ -79,7 +80,7 @@ struct IngestBench: AsyncParsableCommand {
                 bodies.append(encoder.finish())
             }
         }
-        let totalPositions = mode == "sets" ? requests * batch * perSequence : bodies.count * 64
+        let totalPositions = mode == "sets" ? requests * batch * perSequence : bodies.count * rowsPerRequest
         let clientCount = mode == "sets" ? clients : min(clients, 2)
 
         // 1. Through HTTP.
