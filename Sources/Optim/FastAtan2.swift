@@ -111,7 +111,8 @@ public enum FastAtan2 {
     /// its cost is the length of its dependency chain more than its instruction count.
     /// - q = 1/√w by bit-trick estimate and two Newton steps (relative error ≤ 5e-6, which moves
     ///   the angle by at most half that: d atan(t) = t/(1+t²)·dt/t);
-    /// - t = |y|·q, r = min(t, 1/t) ∈ [0, 1] (one division, no range-reduction branch);
+    /// - t = |y|·q, r = min(t, 1/t) ∈ [0, 1] with 1/t = (w·q)·(1/|y|): the one division
+    ///   depends only on y, so it overlaps the Newton steps (measured ~3% faster than 1/t);
     /// - atan(r) = r·(c0 + c1 s + c2 s² + c3 s³), s = r², a degree-7 odd minimax polynomial
     ///   (fitted by us, error 9.1e-5 rad) constrained to give exactly π/4 at r = 1 so the fold
     ///   π/2 − atan(r) for t > 1 is continuous and atan2(g, |g|) (every first step) is exact;
@@ -127,12 +128,16 @@ public enum FastAtan2 {
         let signBit = Bits(repeating: 0x8000_0000)
         let wc = minimum(maximum(w, Vector(repeating: .leastNormalMagnitude)), Vector(repeating: .greatestFiniteMagnitude))
         var q = unsafeBitCast(Bits(repeating: 0x5F37_59DF) &- (unsafeBitCast(wc, to: Bits.self) &>> 1), to: Vector.self)
+        let yBits = unsafeBitCast(y, to: Bits.self)
+        let absY = unsafeBitCast(yBits & ~signBit, to: Vector.self)
+        // 1/t = √w/|y| = (w·q)/|y|: the division by |y| starts at once and runs beside the
+        // Newton steps instead of waiting for them (y = 0 gives ∞, and min picks t = 0).
+        let inverseY = 1 / absY
         let halfW = 0.5 * wc
         q = q * (1.5 - (halfW * q) * q)
         q = q * (1.5 - (halfW * q) * q)
-        let yBits = unsafeBitCast(y, to: Bits.self)
-        let t = unsafeBitCast(yBits & ~signBit, to: Vector.self) * q
-        let r = minimum(t, 1 / t)
+        let t = absY * q
+        let r = minimum(t, (wc * q) * inverseY)
         let s = r * r
         let s2 = s * s
         let low = s * (-0.32036685943603516 as Float) + (0.9991359114646912 as Float)

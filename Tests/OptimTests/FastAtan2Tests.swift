@@ -101,6 +101,19 @@ final class FastAtan2Tests: XCTestCase {
         XCTAssertEqual(Double(v[7]), Foundation.atan2(-1e-20, Double(Float.leastNormalMagnitude).squareRoot()), accuracy: tolerance)
     }
 
+    /// Extreme ratios where t = |y|/√w or 1/t = (w·q)·(1/|y|) over- or underflows in fp32: the
+    /// result must still be the right end of [0, π/2], never NaN.
+    func testAtan2OverSquareRootExtremeRatios() {
+        let y = SIMD8<Float>(1e38, 1e-40, -1e38, .leastNonzeroMagnitude, 3e38, 1e-30, -1e30, 1)
+        let w = SIMD8<Float>(1e-30, 1, 1e-38, 1e30, .leastNormalMagnitude, 3e38, 0, .greatestFiniteMagnitude)
+        let v = FastAtan2.atan2OverSquareRoot(y, w)
+        for k in 0..<8 {
+            let want = Foundation.atan2(Double(y[k]), Double(max(w[k], .leastNormalMagnitude)).squareRoot())
+            XCTAssertFalse(v[k].isNaN, "lane \(k)")
+            XCTAssertEqual(Double(v[k]), want, accuracy: FastAtan2.updateAngleMaxError, "atan2(\(y[k]), √\(w[k]))")
+        }
+    }
+
     /// Dense sweep of the ratio |y|/√w across the fold at 1: within the error bound, never above
     /// π/2 (the per-coordinate step bound), monotone up to the error bound, and continuous at 1.
     func testAtan2OverSquareRootRatioSweep() {
