@@ -94,9 +94,20 @@ public final class MoClip: Optimizer {
         }
         return core.tensors.indices.map { i in
             let (effective, decay) = core.rates(tensor: i, lr: lr)
-            return AtanUpdate(alpha: Float(decisions[i].gradientScale), beta: Float(decisions[i].momentumScale),
-                              beta1: config.beta1, beta2: config.beta2, vGain: Float(Double(1 - config.beta2).squareRoot()), xScaleSquared: Float(xScale * xScale),
-                              decay: decay, stepScale: effective * config.a)
+            // Unrotated steps keep the exact fp32 coefficients β1 and 1−β1 (bit-identical to
+            // Adam-atan2 when nothing clips); a rotation is folded in (see `AtanUpdate`).
+            let d = decisions[i]
+            let vGain = Double(1 - config.beta2).squareRoot()
+            let rotated = d.clipped
+            let beta1 = Double(config.beta1), oneMinusBeta1 = Double(1 - config.beta1)
+            let fromClipped = rotated && config.secondMomentFromClippedGradient
+            return AtanUpdate(
+                mFromMomentum: rotated ? Float(beta1 + oneMinusBeta1 * d.momentumScale) : config.beta1,
+                mFromGradient: rotated ? Float(oneMinusBeta1 * d.gradientScale) : 1 - config.beta1,
+                vFromGradient: Float(fromClipped ? vGain * d.gradientScale : vGain),
+                vFromMomentum: Float(fromClipped ? vGain * d.momentumScale : 0),
+                beta2: config.beta2, xScaleSquared: Float(xScale * xScale),
+                decay: decay, stepScale: effective * config.a)
         }
     }
 

@@ -59,14 +59,21 @@ func angleStatistics(_ g: UnsafeMutablePointer<Float>, _ m: UnsafeMutablePointer
 }
 
 /// Constants of one MoClip/Adam-atan2 update of one tensor.
+///
+/// The clip g' = α·g + β·m is folded into the moment coefficients (computed in Double, rounded
+/// once), so a rotating step costs the same vector arithmetic as an unrotated one:
+/// m ← mFromMomentum·m + mFromGradient·g, with mFromMomentum = β1 + (1−β1)·β and
+/// mFromGradient = (1−β1)·α; the scaled gradient of v is vFromGradient·g + vFromMomentum·m_old.
+/// Unrotated: mFromMomentum = β1, mFromGradient = 1−β1, vFromGradient = √(1−β2), vFromMomentum = 0.
 struct AtanUpdate {
-    /// Rotated gradient g' = alpha·g + beta·m_old (used only when rotating).
-    var alpha: Float
-    var beta: Float
-    var beta1: Float
+    var mFromMomentum: Float
+    var mFromGradient: Float
+    /// √(1−β2)·(α, β) when v sees the clipped gradient, √(1−β2)·(1, 0) otherwise:
+    /// v ← β2·v + (vFromGradient·g + vFromMomentum·m_old)², which overflows only when the new v
+    /// itself would.
+    var vFromGradient: Float
+    var vFromMomentum: Float
     var beta2: Float
-    /// √(1−β2): v ← β2·v + (vGain·g)², which overflows only when the new v itself would.
-    var vGain: Float
     /// atan2(m̂, b·√v̂) = atan2(m, √(xScale²·v)) with xScale = b·(1−β1^t)/√(1−β2^t).
     var xScaleSquared: Float
     /// 1 − lr·λ
@@ -108,10 +115,8 @@ func maxLanes(_ a: Lanes, _ b: Lanes) -> Lanes { FastAtan2.maximum(a, b) }
 @_transparent
 func atanLanes(_ g: Lanes, _ mOld: Lanes, _ vOld: Lanes, _ pOld: Lanes, _ k: AtanUpdate,
                rotate: Bool, vFromClipped: Bool) -> (Lanes, Lanes, Lanes, Lanes) {
-    let gc = rotate ? k.alpha * g + k.beta * mOld : g
-    let mNew = k.beta1 * mOld + (1 - k.beta1) * gc
-    let gs = (rotate && vFromClipped) ? gc : g
-    let gScaled = k.vGain * gs
+    let mNew = k.mFromMomentum * mOld + k.mFromGradient * g
+    let gScaled = (rotate && vFromClipped) ? k.vFromGradient * g + k.vFromMomentum * mOld : k.vFromGradient * g
     let vNew = k.beta2 * vOld + gScaled * gScaled
     let u = FastAtan2.atan2OverSquareRoot(mNew, k.xScaleSquared * vNew)
     let pNew = pOld * k.decay - k.stepScale * u

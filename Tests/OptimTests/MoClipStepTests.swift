@@ -181,7 +181,9 @@ final class MoClipStepTests: XCTestCase {
             let before = t.value[0]
             try opt.step()
             let expected = corrected ? Double.pi / 4 : atan(0.19 / 0.0199.squareRoot())
-            XCTAssertEqual(Double(before - t.value[0]), 0.1 * 1.27 * expected, accuracy: 1e-6, "biasCorrection = \(corrected)")
+            // π/4 is exact in the kernel's polynomial; other angles carry its documented error.
+            let tolerance = corrected ? 1e-6 : 1e-6 + 0.1 * 1.27 * FastAtan2.updateAngleMaxError
+            XCTAssertEqual(Double(before - t.value[0]), 0.1 * 1.27 * expected, accuracy: tolerance, "biasCorrection = \(corrected)")
         }
     }
 
