@@ -3,11 +3,12 @@
 
 APT_PACKAGES := libzstd-dev liblz4-dev libxxhash-dev libsqlite3-dev libopenblas-dev pkg-config curl python3
 SWIFT ?= swift
+SHELL := /bin/bash
 CONFIG ?= debug
 # Tests run in parallel worker processes; 2 matches this project's machines.
 TEST_WORKERS ?= 2
 
-.PHONY: deps build release test bench quickstart clean
+.PHONY: deps build release test bench quickstart fuzz clean
 
 ## deps: install the Debian packages the build links against (only those missing).
 deps:
@@ -39,6 +40,21 @@ quickstart: release
 	.build/release/logit-teach --cache $(QUICKSTART_DIR)/cache --dataset synthetic --positions 20000
 	.build/release/logitctl stats $(QUICKSTART_DIR)/cache --dataset synthetic
 	.build/release/logitctl verify $(QUICKSTART_DIR)/cache
+
+## fuzz: libFuzzer (with AddressSanitizer) on every parser of untrusted bytes — the ingest
+## body, shard files, JSONL lines. FUZZ_SECONDS per target (CI runs a short pass).
+FUZZ_SECONDS ?= 15
+fuzz: deps
+	cd Fuzz && $(SWIFT) build --sanitize=fuzzer --sanitize=address
+	@for t in wire shard jsonl; do \
+	  case $$t in wire) bin=FuzzWire;; shard) bin=FuzzShard;; jsonl) bin=FuzzJSONL;; esac; \
+	  mkdir -p Fuzz/.build/corpus-$$t; \
+	  echo "fuzzing $$t for $(FUZZ_SECONDS)s"; \
+	  Fuzz/.build/debug/$$bin -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
+	    -artifact_prefix=Fuzz/.build/ -print_final_stats=1 Fuzz/.build/corpus-$$t Fuzz/Corpus/$$t 2>&1 \
+	    | grep -E "stat::number_of_executed_units|ERROR|SUMMARY|crash-|Test unit written" ; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
 
 ## bench: every benchmark, release build, one JSON line each.
 bench: release

@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "LogitCore", targets: ["LogitCore"]),
         .library(name: "ShardFormat", targets: ["ShardFormat"]),
         .library(name: "Catalog", targets: ["Catalog"]),
+        .library(name: "WireFormat", targets: ["WireFormat"]),
         .library(name: "Optim", targets: ["Optim"]),
     ],
     dependencies: [
@@ -42,9 +43,10 @@ let package = Package(
         // Immutable block shards: codecs, checksums, writer, reader. See schema/SHARD_FORMAT.md.
         .target(name: "ShardFormat", dependencies: ["LogitCore", "CZstd", "CLZ4", "CXXHash"]),
         // SQLite catalog (GRDB) and the cache-directory store facade with recovery.
-        .target(name: "Catalog", dependencies: ["ShardFormat", "LogitCore",
+        .target(name: "Catalog", dependencies: ["ShardFormat", "LogitCore", "WireFormat",
                                                 .product(name: "GRDB", package: "GRDB.swift")]),
-        // The binary batch body of the ingest API. See schema/WIRE_FORMAT.md.
+        // Interchange formats: the binary batch body of the ingest API (schema/WIRE_FORMAT.md)
+        // and the JSONL of logitctl import/export.
         .target(name: "WireFormat", dependencies: ["LogitCore"]),
         // The Stage 0 ingest daemon: HTTP API (Hummingbird 2), group-committed durable appends.
         .target(name: "Daemon", dependencies: [
@@ -72,7 +74,7 @@ let package = Package(
         ]),
         // Coverage stats, inspect, verify, import/export of a cache directory.
         .executableTarget(name: "logitctl", dependencies: [
-            "LogitCore", "ShardFormat", "Catalog",
+            "LogitCore", "ShardFormat", "Catalog", "WireFormat",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "logit-bench", dependencies: [
@@ -92,7 +94,7 @@ let package = Package(
 
         .testTarget(name: "LogitCoreTests", dependencies: ["LogitCore"]),
         .testTarget(name: "ShardFormatTests", dependencies: ["ShardFormat", "LogitCore"]),
-        .testTarget(name: "CatalogTests", dependencies: ["Catalog", "ShardFormat", "LogitCore"]),
+        .testTarget(name: "CatalogTests", dependencies: ["Catalog", "ShardFormat", "LogitCore", "WireFormat"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim"]),
         .testTarget(name: "TinyLMTests", dependencies: ["TinyLM"]),
         .testTarget(name: "ReplayTests", dependencies: ["Replay", "Catalog", "ShardFormat", "LogitCore"]),

@@ -1,5 +1,6 @@
 import Foundation
 import LogitCore
+import WireFormat
 import ShardFormat
 
 /// `logitctl import`: JSONL into a dataset.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Catalog
 import Foundation
 import LogitCore
+import WireFormat
 
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
