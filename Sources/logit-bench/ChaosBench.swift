@@ -1,0 +1,173 @@
+import ArgumentParser
+import Catalog
+import Foundation
+import LogitClient
+import LogitCore
+import ShardFormat
+import WireFormat
+
+/// `logit-bench chaos`: the storage promises under attack, with figures.
+///
+/// Each round starts `logitd` on the same cache, streams sets-mode and logits-mode batches
+/// from concurrent clients, SIGKILLs the daemon at a random moment, restarts it (timing
+/// recovery until /readyz), checks every acknowledged sequence byte for byte against what the
+/// clients sent, and runs `logitctl verify`. Then, on copies of the cache, it plants damage —
+/// a flipped byte or a truncation in a sealed shard, a flipped byte in the catalog — and runs
+/// the read paths (verify, read by key). `corrupt` counts reads that returned wrong data
+/// instead of an error; `detected` counts plantings reported as errors; `harmless` counts
+/// catalog flips that landed where nothing reads (SQLite free space) and changed no answer.
+struct ChaosBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "chaos", abstract: "Crash and corruption rounds with figures.")
+
+    @Option(help: "Kill/restart rounds.") var rounds: Int = 5
+    @Option(help: "Damaged copies to check after the rounds.") var flips: Int = 20
+    @Option(help: "Seed.") var seed: UInt64 = 1
+    @Flag(help: "Print only the JSON line.") var json = false
+
+    static let setsSpec = DatasetSpec(name: "chaos", vocabSize: 5000, policy: SelectionPolicy(tau: 0.9, kMin: 1, kMax: 16))
+    static let logitsSpec = DatasetSpec(name: "chaos-logits", vocabSize: 4096, policy: SelectionPolicy(tau: 0.9, kMin: 1, kMax: 16))
+
+    func run() async throws {
+        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        let logitd = dir.appendingPathComponent("logitd").path, logitctl = dir.appendingPathComponent("logitctl").path
+        guard FileManager.default.isExecutableFile(atPath: logitd), FileManager.default.isExecutableFile(atPath: logitctl) else {
+            throw ValidationError("logitd and logitctl must be built beside logit-bench")
+        }
+        let work = FileManager.default.temporaryDirectory.path + "/logit-bench-chaos-\(getpid())"
+        try? FileManager.default.removeItem(atPath: work)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let cache = work + "/cache"
+        var rng = SplitMix64(seed: seed)
+        let expected = ExpectedLog()
+        var recoveryMs: [Double] = []
+        var verifyFailures = 0
+
+        for round in 0..<rounds {
+            let t0 = now()
+            let daemon = try BenchDaemon(binary: logitd, cache: cache, extraArguments: ["--max-shard-bytes", "262144"])
+            try await daemon.waitReady()
+            if round > 0 { recoveryMs.append((now() - t0) * 1000) }
+            let client = LogitClient(baseURL: daemon.baseURL)
+            try await client.createDataset(Self.setsSpec)
+            try await client.createDataset(Self.logitsSpec)
+            let killAfter = 0.3 + Double(rng.next() % 1000) / 1000
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for c in 0..<4 { group.addTask { await Self.streamSets(daemon.baseURL, round: round, client: c, log: expected) } }
+                group.addTask { await Self.streamLogits(daemon.baseURL, round: round, log: expected) }
+                try await Task.sleep(for: .milliseconds(Int(killAfter * 1000)))
+                kill(daemon.process.processIdentifier, SIGKILL)
+                daemon.process.waitUntilExit()
+                try await group.waitForAll()
+            }
+            // Restart once to run recovery, then audit from the files.
+            let check = try BenchDaemon(binary: logitd, cache: cache)
+            try await check.waitReady()
+            check.stop()
+            if try Self.runStatus(logitctl, ["verify", cache]) != 0 { verifyFailures += 1 }
+        }
+        let acked = expected.snapshot()
+        let store = try CacheStore(directory: cache, mode: .readOnly)
+        var lost = 0
+        for (dataset, key, record) in acked where (try? store.read(dataset: dataset, key: key)) != record { lost += 1 }
+
+        // Damage on copies.
+        var detected = 0, corrupt = 0, harmless = 0
+        let sealed = try store.catalog.shards(states: [.sealed])
+        for f in 0..<flips {
+            let copy = work + "/copy-\(f)"
+            try FileManager.default.copyItem(atPath: cache, toPath: copy)
+            let kind = f % 3
+            if kind < 2, !sealed.isEmpty {
+                let shard = sealed[Int(rng.next() % UInt64(sealed.count))]
+                let path = copy + "/" + shard.path
+                let size = shard.committedBytes
+                if kind == 0 { try Self.flipByte(path, at: rng.next() % size) } else { _ = truncate(path, off_t(rng.next() % size)) }
+            } else {
+                let path = copy + "/catalog.sqlite"
+                let size = UInt64((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64) ?? 0)
+                try Self.flipByte(path, at: 100 + rng.next() % max(size - 100, 1))
+            }
+            var reported = false, wrong = false
+            if let damaged = try? CacheStore(directory: copy, mode: .readOnly) {
+                if let result = try? CacheVerifier(store: damaged).verify() { reported = !result.isClean } else { reported = true }
+                for (dataset, key, record) in acked {
+                    do {
+                        if let got = try damaged.read(dataset: dataset, key: key), got != record { wrong = true }
+                    } catch { reported = true }
+                }
+            } else {
+                reported = true
+            }
+            if wrong { corrupt += 1 }
+            if reported { detected += 1 } else if kind == 2 && !wrong { harmless += 1 }
+            try? FileManager.default.removeItem(atPath: copy)
+        }
+        recoveryMs.sort()
+        let p99 = recoveryMs.isEmpty ? 0 : recoveryMs[min(recoveryMs.count - 1, Int(0.99 * Double(recoveryMs.count)))]
+        if !json { print("\(rounds) rounds, \(acked.count) acked sequences, \(flips) damaged copies") }
+        printJSONLine(["rounds": rounds, "acked": acked.count, "lost": lost, "corrupt": corrupt,
+                       "recovery_ms_p99": p99, "verify_failures": verifyFailures, "flips": flips,
+                       "detected": detected, "harmless_catalog_flips": harmless])
+    }
+
+    static func streamSets(_ url: URL, round: Int, client c: Int, log: ExpectedLog) async {
+        let generator = RandomRecords(vocabSize: setsSpec.vocabSize, policy: setsSpec.policy, maxTokens: 48)
+        let client = LogitClient(baseURL: url, maxAttempts: 1)
+        for b in 0... {
+            let batch = (0..<6).map { generator.record(key: "r\(round)-c\(c)-b\(b)-\($0)", seed: 9) }
+            guard (try? await client.append(dataset: setsSpec.name, vocabSize: setsSpec.vocabSize, records: batch)) != nil else { return }
+            log.add(batch.map { (setsSpec.name, $0.key, canonicalized($0, logprobScale: 64)) })
+        }
+    }
+
+    static func streamLogits(_ url: URL, round: Int, log: ExpectedLog) async {
+        let vocab = logitsSpec.vocabSize
+        let teacher = SyntheticTeacher(vocabSize: vocab, seed: 77)
+        let selector = try! TopKSelector(policy: logitsSpec.policy)
+        let client = LogitClient(baseURL: url, maxAttempts: 1)
+        for b in 0... {
+            let positions = 16
+            var rows = [Float](repeating: 0, count: positions * vocab)
+            var tokens: [UInt32] = [1]
+            for t in 0..<positions {
+                tokens.append(rows.withUnsafeMutableBufferPointer {
+                    teacher.fillRow(position: 1000 * round + 50 * b + t, into: UnsafeMutableBufferPointer(rebasing: $0[t * vocab..<(t + 1) * vocab]))
+                })
+            }
+            let key = "logits-r\(round)-b\(b)"
+            var encoder = WireBatchEncoder(mode: .logits, vocabSize: vocab, dtype: .f32)
+            rows.withUnsafeBytes { encoder.appendLogits(key: key, tokens: tokens, rows: $0) }
+            guard (try? await client.append(dataset: logitsSpec.name, body: encoder.finish())) != nil else { return }
+            let sets = try! rows.withUnsafeBufferPointer { try selector.selectBatch(rows: $0, vocab: vocab, golds: Array(tokens.dropFirst())) }
+            log.add([(logitsSpec.name, key, canonicalized(SequenceRecord(key: key, tokens: tokens, selected: sets), logprobScale: 64))])
+        }
+    }
+
+    static func flipByte(_ path: String, at offset: UInt64) throws {
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        try handle.seek(toOffset: offset)
+        guard let byte = try handle.read(upToCount: 1)?.first else { return }
+        try handle.seek(toOffset: offset)
+        try handle.write(contentsOf: [byte ^ 0x20])
+    }
+
+    static func runStatus(_ binary: String, _ arguments: [String]) throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = arguments
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+}
+
+/// What the clients saw acknowledged: (dataset, key, the record as the cache must return it).
+final class ExpectedLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var entries: [(String, String, SequenceRecord)] = []
+    func add(_ items: [(String, String, SequenceRecord)]) { lock.lock(); entries += items; lock.unlock() }
+    func snapshot() -> [(String, String, SequenceRecord)] { lock.lock(); defer { lock.unlock() }; return entries }
+}
