@@ -1,11 +1,12 @@
 import CSelectKernels
 
-/// Which implementation of the row scan a `TopKSelector` runs. Both compute the same thing
+/// Which implementation of the row scan a `TopKSelector` runs (public so benchmarks can
+/// measure the portable baseline beside the kernel in one run). Both compute the same thing
 /// (max, partition sum, sorted candidate pool; the pools are bit-identical, the sums agree to
 /// ~1e-7 relative); the AVX2+FMA kernel is ~2–3× faster because the scan is bound by the
 /// exp's arithmetic, which FMA and 8-lane registers shrink. The package itself is built for the
 /// x86-64 baseline, so the kernel is compiled with a target attribute and chosen at run time.
-enum ScanPath: Sendable, Hashable, CustomStringConvertible {
+public enum ScanPath: Sendable, Hashable, CustomStringConvertible {
     /// The Swift SIMD scan (`scanRow`): any CPU.
     case portable
     /// The C kernel in `CSelectKernels`: x86-64 with AVX2, FMA and F16C.
@@ -16,12 +17,12 @@ enum ScanPath: Sendable, Hashable, CustomStringConvertible {
     static let avx2FMAAvailable = select_kernels_have_avx2_fma() != 0 && select_kernels_have_f16c() != 0
 
     /// What `TopKSelector(policy:)` uses.
-    static let best: ScanPath = avx2FMAAvailable ? .avx2FMA : .portable
+    public static let best: ScanPath = avx2FMAAvailable ? .avx2FMA : .portable
 
     /// Every path this CPU can run (tests run each one).
-    static var available: [ScanPath] { avx2FMAAvailable ? [.portable, .avx2FMA] : [.portable] }
+    public static var available: [ScanPath] { avx2FMAAvailable ? [.portable, .avx2FMA] : [.portable] }
 
-    var description: String { self == .portable ? "portable" : "avx2+fma" }
+    public var description: String { self == .portable ? "portable" : "avx2+fma" }
 
     /// Runs the scan on this path. Same contract as `scanRow`: `pool` holds at least
     /// `2 * poolLimit + scanPoolSlack` keys, 1 ≤ poolLimit ≤ row.count; nil for a non-finite row.

@@ -34,16 +34,20 @@ public struct SelectedSet: Sendable, Equatable {
 /// that finite value: its probability is 0 either way, and stored log-probs must be finite.
 public struct TopKSelector: Sendable {
     public let policy: SelectionPolicy
-    /// The row-scan implementation: the fastest this CPU runs (see `ScanPath`).
-    let scanPath: ScanPath
+    /// The row-scan implementation: the fastest this CPU runs unless pinned (see `ScanPath`).
+    public let scanPath: ScanPath
 
     public init(policy: SelectionPolicy) throws(LogitError) {
         try self.init(policy: policy, scanPath: .best)
     }
 
-    /// Pins the row scan, so tests can check each path against the reference.
-    init(policy: SelectionPolicy, scanPath: ScanPath) throws(LogitError) {
+    /// Pins the row scan, so tests and benchmarks can run each path. A path this CPU cannot
+    /// run (not in `ScanPath.available`) is refused.
+    public init(policy: SelectionPolicy, scanPath: ScanPath) throws(LogitError) {
         try policy.validate()
+        guard ScanPath.available.contains(scanPath) else {
+            throw .invalidPolicy("scan path \(scanPath) needs AVX2, FMA and F16C, which this CPU lacks")
+        }
         self.policy = policy
         self.scanPath = scanPath
     }
