@@ -38,8 +38,10 @@ let package = Package(
         .systemLibrary(name: "CXXHash", path: "Sources/CXXHash", pkgConfig: "libxxhash",
                        providers: [.apt(["libxxhash-dev"])]),
 
-        // Types, selection, numerics. No dependencies: everything else builds on it.
-        .target(name: "LogitCore"),
+        // AVX2+FMA row-scan kernels for Top-K selection, chosen at run time by LogitCore.
+        .target(name: "CSelectKernels"),
+        // Types, selection, numerics. Everything else builds on it.
+        .target(name: "LogitCore", dependencies: ["CSelectKernels"]),
         // Immutable block shards: codecs, checksums, writer, reader. See schema/SHARD_FORMAT.md.
         .target(name: "ShardFormat", dependencies: ["LogitCore", "CZstd", "CLZ4", "CXXHash"]),
         // SQLite catalog (GRDB) and the cache-directory store facade with recovery.

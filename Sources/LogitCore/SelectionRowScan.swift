@@ -18,6 +18,11 @@ import Foundation
 /// The exp is ~⅔ of the row's cost and latency-bound: dropping two of its ~22 operations
 /// changed nothing measurable.
 ///
+/// Where the CPU has AVX2+FMA, `TopKSelector` runs the C kernel `select_scan_f32` (and its
+/// f16/bf16 twins) in `CSelectKernels` instead: the same algorithm in 8-lane registers with
+/// fused operations, 2.2–2.7× less CPU per row (see `ScanPath`). This scan stays the portable
+/// path and the reference the kernel is tested against.
+///
 /// Candidates go into a small buffer of sortable 64-bit keys while their logit beats the
 /// threshold T; when the buffer passes 2·poolLimit it is sorted and cut to poolLimit, and T
 /// becomes the poolLimit-th logit. Ids are scanned in increasing order, so after a cut a later

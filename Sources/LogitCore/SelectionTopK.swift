@@ -24,7 +24,8 @@ public struct SelectedSet: Sendable, Equatable {
 /// Dynamic Top-K: per row of full-vocabulary logits, the smallest prefix of the descending
 /// probability order whose mass reaches τ, K clamped to [kMin, kMax] (kMin to V when V < kMin),
 /// ties by lower id, gold appended when missing. Exactly the answer of a full sort, in O(V):
-/// one vectorized pass (`scanRow`) plus sorts of at most 2·kMax + `scanBlock` candidates.
+/// one vectorized pass (`ScanPath.scan`: an AVX2+FMA kernel where the CPU has it, else the
+/// portable `scanRow`) plus sorts of at most 2·kMax + `scanPoolSlack` candidates.
 ///
 /// Log-probs are `z − m − log S` in Double, S from the fast exp (relative error ≈ 1e-7), so
 /// they are accurate to ~1e-7 absolute. The τ test uses the same S: a row whose cumulative
@@ -33,10 +34,22 @@ public struct SelectedSet: Sendable, Equatable {
 /// that finite value: its probability is 0 either way, and stored log-probs must be finite.
 public struct TopKSelector: Sendable {
     public let policy: SelectionPolicy
+    /// The row-scan implementation: the fastest this CPU runs unless pinned (see `ScanPath`).
+    public let scanPath: ScanPath
 
     public init(policy: SelectionPolicy) throws(LogitError) {
+        try self.init(policy: policy, scanPath: .best)
+    }
+
+    /// Pins the row scan, so tests and benchmarks can run each path. A path this CPU cannot
+    /// run (not in `ScanPath.available`) is refused.
+    public init(policy: SelectionPolicy, scanPath: ScanPath) throws(LogitError) {
         try policy.validate()
+        guard ScanPath.available.contains(scanPath) else {
+            throw .invalidPolicy("scan path \(scanPath) needs AVX2, FMA and F16C, which this CPU lacks")
+        }
         self.policy = policy
+        self.scanPath = scanPath
     }
 
     /// `rowIndex` only names the row in error messages.
@@ -81,9 +94,9 @@ public struct TopKSelector: Sendable {
         }
         let poolLimit = Swift.min(policy.kMax, row.count)
         let outcome: Result<SelectedSet, LogitError> = withUnsafeTemporaryAllocation(
-            of: UInt64.self, capacity: 2 * poolLimit + scanBlock
+            of: UInt64.self, capacity: 2 * poolLimit + scanPoolSlack
         ) { pool in
-            guard let scan = scanRow(row, poolLimit: poolLimit, pool: pool) else {
+            guard let scan = scanPath.scan(row, poolLimit: poolLimit, pool: pool) else {
                 guard let bad = firstNonFinite(row) else {
                     preconditionFailure("scanRow flagged row \(rowIndex) but no non-finite logit was found")
                 }

@@ -79,6 +79,29 @@ struct TopKBench: ParsableCommand {
             cachedSeconds += threadCPUSeconds() - cpu0
         }
 
+        // Baseline in the same run: the portable Swift scan, on a quarter of the positions
+        // (it is the slower path), streamed and with the row in L2. Equal to the figures above
+        // when the CPU has no AVX2+FMA and the selector already runs the portable scan.
+        let portable = try TopKSelector(policy: policy, scanPath: .portable)
+        let portablePositions = max(positions / 4, 1)
+        var portableCPUSeconds = Double.infinity
+        _ = try bestTime {
+            let cpu0 = threadCPUSeconds()
+            defer { portableCPUSeconds = min(portableCPUSeconds, threadCPUSeconds() - cpu0) }
+            for i in 0..<portablePositions {
+                let p = i % poolRows
+                let set = try portable.select(row: row(p), gold: golds[p], rowIndex: p)
+                precondition(!set.ids.isEmpty)
+            }
+        }
+        var portableCachedSeconds = 0.0
+        for p in 0..<poolRows {
+            _ = try portable.select(row: row(p), gold: golds[p], rowIndex: p)
+            let cpu0 = threadCPUSeconds()
+            _ = try portable.select(row: row(p), gold: golds[p], rowIndex: p)
+            portableCachedSeconds += threadCPUSeconds() - cpu0
+        }
+
         // All cores through the batch API: whole pools, then a prefix of the pool.
         let threads = ProcessInfo.processInfo.activeProcessorCount
         let parallel = try bestTime {
@@ -144,6 +167,8 @@ struct TopKBench: ParsableCommand {
                 \(String(format: "%.0f", perSecond / sortPerSecond))× the full sort
                   1 thread CPU time: \(String(format: "%.1f", 1e6 * cpuSeconds / Double(positions))) µs per position, \
                 \(String(format: "%.1f", 1e6 * cachedSeconds / Double(poolRows))) µs with the row already in L2
+                  scan path \(selector.scanPath); portable scan: \(String(format: "%.1f", 1e6 * portableCPUSeconds / Double(portablePositions))) µs CPU per position, \
+                \(String(format: "%.1f", 1e6 * portableCachedSeconds / Double(poolRows))) µs in L2
                   \(threads) threads: \(Int(perSecondThreads)) positions/s
                   1 thread, Float16 rows: \(Int(Double(halfPositions) / halfSeconds)) positions/s, \
                 BFloat16 rows: \(Int(Double(halfPositions) / bfloatSeconds)) positions/s
@@ -158,6 +183,10 @@ struct TopKBench: ParsableCommand {
             "positions_per_s": perSecond,
             "cpu_us_per_position": 1e6 * cpuSeconds / Double(positions),
             "cached_cpu_us_per_position": 1e6 * cachedSeconds / Double(poolRows),
+            "scan_path": selector.scanPath.description,
+            "portable_cpu_us_per_position": 1e6 * portableCPUSeconds / Double(portablePositions),
+            "portable_cached_cpu_us_per_position": 1e6 * portableCachedSeconds / Double(poolRows),
+            "cpu_speedup_vs_portable": (portableCPUSeconds / Double(portablePositions)) / (cpuSeconds / Double(positions)),
             "positions_per_s_threads": perSecondThreads,
             "threads": threads,
             "sort_baseline_positions_per_s": sortPerSecond,

@@ -5,10 +5,12 @@ import XCTest
 final class SelectionErrorsAndNumericsTests: XCTestCase {
     func assertRejects(_ z: [Float], gold: UInt32 = 0, _ fragment: String,
                        file: StaticString = #filePath, line: UInt = #line) {
-        let selector = try! TopKSelector(policy: .default)
-        XCTAssertThrowsError(try z.withUnsafeBufferPointer { try selector.select(row: $0, gold: gold, rowIndex: 12) },
-                             file: file, line: line) { error in
-            XCTAssertTrue("\(error)".contains(fragment), "'\(error)' lacks '\(fragment)'", file: file, line: line)
+        for path in ScanPath.available {
+            let selector = try! TopKSelector(policy: .default, scanPath: path)
+            XCTAssertThrowsError(try z.withUnsafeBufferPointer { try selector.select(row: $0, gold: gold, rowIndex: 12) },
+                                 file: file, line: line) { error in
+                XCTAssertTrue("\(error)".contains(fragment), "path \(path): '\(error)' lacks '\(fragment)'", file: file, line: line)
+            }
         }
     }
 
@@ -23,15 +25,22 @@ final class SelectionErrorsAndNumericsTests: XCTestCase {
         // Every lane −inf or NaN, not just one.
         assertRejects([Float](repeating: -.infinity, count: 128), "logit at index 0 is -inf")
         assertRejects([Float](repeating: .nan, count: 128), "logit at index 0 is nan")
-        var h = [Float16](repeating: 1, count: 100)
-        h[70] = .infinity
-        XCTAssertThrowsError(try h.withUnsafeBufferPointer { try TopKSelector(policy: .default).select(row: $0, gold: 0) }) {
-            XCTAssertTrue("\($0)".contains("logit at index 70 is inf"), "\($0)")
-        }
-        var b = [BFloat16](repeating: BFloat16(1), count: 100)
-        b[66] = BFloat16(Float.nan)
-        XCTAssertThrowsError(try b.withUnsafeBufferPointer { try TopKSelector(policy: .default).select(row: $0, gold: 0) }) {
-            XCTAssertTrue("\($0)".contains("logit at index 66 is nan"), "\($0)")
+        for path in ScanPath.available {
+            let selector = try! TopKSelector(policy: .default, scanPath: path)
+            for (at, bad, text) in [(70, Float16.infinity, "inf"), (5, -.infinity, "-inf"), (98, .nan, "nan")] {
+                var h = [Float16](repeating: 1, count: 100)
+                h[at] = bad
+                XCTAssertThrowsError(try h.withUnsafeBufferPointer { try selector.select(row: $0, gold: 0) }) {
+                    XCTAssertTrue("\($0)".contains("logit at index \(at) is \(text)"), "path \(path): \($0)")
+                }
+            }
+            for (at, bad, text) in [(66, Float.nan, "nan"), (31, .infinity, "inf"), (99, -.infinity, "-inf")] {
+                var b = [BFloat16](repeating: BFloat16(1), count: 100)
+                b[at] = BFloat16(bad)
+                XCTAssertThrowsError(try b.withUnsafeBufferPointer { try selector.select(row: $0, gold: 0) }) {
+                    XCTAssertTrue("\($0)".contains("logit at index \(at) is \(text)"), "path \(path): \($0)")
+                }
+            }
         }
     }
 

@@ -44,24 +44,28 @@ final class SelectionTopKTests: XCTestCase {
         return Float((-2 * log(u1)).squareRoot() * cos(2 * .pi * u2))
     }
 
+    /// Checks every row scan this CPU runs (portable Swift, and the AVX2+FMA kernel where
+    /// present) against the reference, for Float32 and both half types.
     func check(_ z: [Float], gold: UInt32, _ policy: SelectionPolicy, _ what: String,
                file: StaticString = #filePath, line: UInt = #line) throws {
-        let selector = try TopKSelector(policy: policy)
         let want = referenceSelection(z, gold: gold, policy: policy)
-        let got = try z.withUnsafeBufferPointer { try selector.select(row: $0, gold: gold) }
-        assertMatches(got, want, "Float32 \(what) policy \(policy)", file: file, line: line)
-        // Half types: the reference sees the same widened values.
         let h = z.map { Float16($0) }
-        if h.allSatisfy({ $0.isFinite }) {
-            let gotH = try h.withUnsafeBufferPointer { try selector.select(row: $0, gold: gold) }
-            assertMatches(gotH, referenceSelection(h.map { Float($0) }, gold: gold, policy: policy),
-                          "Float16 \(what)", file: file, line: line)
-        }
+        let wantH = h.allSatisfy({ $0.isFinite }) ? referenceSelection(h.map { Float($0) }, gold: gold, policy: policy) : nil
         let b = z.map { BFloat16($0) }
-        if b.allSatisfy({ $0.floatValue.isFinite }) {
-            let gotB = try b.withUnsafeBufferPointer { try selector.select(row: $0, gold: gold) }
-            assertMatches(gotB, referenceSelection(b.map(\.floatValue), gold: gold, policy: policy),
-                          "BFloat16 \(what)", file: file, line: line)
+        let wantB = b.allSatisfy({ $0.floatValue.isFinite }) ? referenceSelection(b.map(\.floatValue), gold: gold, policy: policy) : nil
+        for path in ScanPath.available {
+            let selector = try TopKSelector(policy: policy, scanPath: path)
+            let got = try z.withUnsafeBufferPointer { try selector.select(row: $0, gold: gold) }
+            assertMatches(got, want, "Float32 \(what) policy \(policy) path \(path)", file: file, line: line)
+            // Half types: the reference sees the same widened values.
+            if let wantH {
+                let gotH = try h.withUnsafeBufferPointer { try selector.select(row: $0, gold: gold) }
+                assertMatches(gotH, wantH, "Float16 \(what) path \(path)", file: file, line: line)
+            }
+            if let wantB {
+                let gotB = try b.withUnsafeBufferPointer { try selector.select(row: $0, gold: gold) }
+                assertMatches(gotB, wantB, "BFloat16 \(what) path \(path)", file: file, line: line)
+            }
         }
     }
 
