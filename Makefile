@@ -63,6 +63,9 @@ bench: release
 	.build/release/logit-bench optim --json
 	.build/release/logit-bench ingest --json
 	.build/release/logit-bench ingest --mode logits --json
+	.build/release/logit-bench loss --json
+	.build/release/logit-bench replay --json
+	.build/release/logit-bench chaos --rounds 5 --json
 
 clean:
 	rm -rf .build
