@@ -34,6 +34,9 @@ public struct CacheVerifier {
     /// `progress(done, total)` is called after each shard.
     public func verify(dataset name: String? = nil, progress: (Int, Int) -> Void = { _, _ in }) throws(StoreError) -> Result {
         var result = Result()
+        for problem in store.catalog.integrityProblems() {
+            result.problems.append(Problem(path: "catalog.sqlite", block: nil, message: "integrity check: \(problem)"))
+        }
         let datasetId = try name.map { (n: String) throws(StoreError) in try store.dataset(named: n).id }
         let shards = try store.catalog.shards(datasetId: datasetId)
         let datasets = Dictionary(uniqueKeysWithValues: try store.datasets().map { ($0.id, $0) })

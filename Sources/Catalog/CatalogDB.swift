@@ -293,6 +293,17 @@ public final class CatalogDB: Sendable {
         return total
     }
 
+    /// SQLite's own structural check of the catalog file (b-trees, indexes, free list): what a
+    /// flipped byte in a page SQLite reads would break. Empty when the file is sound.
+    public func integrityProblems() -> [String] {
+        do {
+            let rows = try pool.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") }
+            return rows == ["ok"] ? [] : rows
+        } catch {
+            return ["\(error)"]
+        }
+    }
+
     // MARK: Encoding helpers
 
     static func encodeHistogram(_ counts: [Int]) -> Data {

@@ -284,3 +284,31 @@ extension DaemonTests {
         XCTAssertEqual(unix.stop(), 0)
     }
 }
+
+extension DaemonTests {
+    /// Keys are data, never SQL; oversized request headers are refused before any handler runs.
+    func testHostileKeysAndOversizedHeaders() async throws {
+        let (daemon, client) = try await started()
+        var record = records(1, "x")[0]
+        record.key = "'; DROP TABLE sequence; -- \u{1F600} \"quoted\""
+        let response = try await client.append(dataset: "domain", vocabSize: 2000, records: [record])
+        XCTAssertEqual(response.new, 1)
+        XCTAssertEqual(try stored(daemon, record.key), canonicalized(record, logprobScale: 64))
+        let stats = try await client.stats(dataset: "domain")
+        XCTAssertEqual(stats.sequences, 1)
+
+        var request = URLRequest(url: daemon.baseURL.appendingPathComponent("v1/datasets"))
+        request.setValue(String(repeating: "a", count: 200_000), forHTTPHeaderField: "X-Huge")
+        let status: Int
+        do {
+            let (_, r) = try await URLSession.shared.data(for: request)
+            status = (r as! HTTPURLResponse).statusCode
+        } catch {
+            status = -1   // connection closed by the server: also a refusal
+        }
+        XCTAssertTrue(status == -1 || (400..<500).contains(status), "a 200 KB header was accepted (\(status))")
+        let alive = await LogitClient(baseURL: daemon.baseURL).ready()
+        XCTAssertTrue(alive)
+        XCTAssertEqual(daemon.stop(), 0)
+    }
+}
