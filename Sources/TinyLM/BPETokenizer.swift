@@ -22,7 +22,7 @@ public struct ByteLevelBPE: Sendable {
     /// `merges.txt` (exactly the bytes `save(to:)` writes): identifies the tokenizer in dataset
     /// provenance independently of how the loaded files were formatted.
     public let hash: String
-    let cache: BPEWordCache
+    private(set) var cache: BPEWordCache
 
     /// Number of token ids (`0..<vocabSize`), special tokens included.
     public var vocabSize: Int { tokenOffsets.count - 1 }
@@ -83,6 +83,14 @@ public struct ByteLevelBPE: Sendable {
         self.hash = TokenizerSHA256.hexDigest(files.vocabJSON + files.mergesText)
     }
 
+    /// A copy with its own empty piece cache of at most `capacity` entries (0: no cache), for
+    /// bounding memory or measuring uncached speed. Copies made by assignment share one cache.
+    public func withCache(capacity: Int) -> ByteLevelBPE {
+        var copy = self
+        copy.cache = BPEWordCache(capacity: max(0, capacity))
+        return copy
+    }
+
     /// The id of the single-byte token for `byte`.
     public func id(ofByte byte: UInt8) -> UInt32 { byteToID[Int(byte)] }
 
@@ -122,6 +130,7 @@ public struct ByteLevelBPE: Sendable {
         BPEPreTokenizer.forEachPiece(in: p) { r in
             if r.count == 1 { out.append(byteToID[Int(p[r.lowerBound])]); return }
             let piece = UnsafeBufferPointer(rebasing: p[r])
+            guard cache.capacity > 0 else { mergePiece(piece, &scratch, &out); return }
             let key = BPEPieceKey(piece)
             if let hit = cache.lookup(key) { out.append(contentsOf: hit); return }
             let start = out.count
