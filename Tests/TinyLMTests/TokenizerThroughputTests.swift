@@ -73,4 +73,22 @@ final class TokenizerThroughputTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(cold_MBps, 1.0, "encode must reach 1 MB/s in release builds")
         #endif
     }
+
+    /// Training time on real text (reported, not asserted: it depends on corpus and vocab size).
+    func testTrainingSpeed() throws {
+        #if DEBUG
+        let maxBytes = 256 << 10
+        let build = "debug"
+        #else
+        let maxBytes = 2 << 20
+        let build = "release"
+        #endif
+        let text = try englishText(maxBytes: maxBytes)
+        let t0 = Date()
+        let bpe = try ByteLevelBPE.train(corpus: [text], vocabSize: 2048, specialTokens: ["<|endoftext|>"])
+        let seconds = Date().timeIntervalSince(t0)
+        let ids = bpe.encode(text)
+        XCTAssertEqual(try bpe.decode(ids), text)
+        print("{\"bench\": \"tokenizer_train\", \"build\": \"\(build)\", \"bytes\": \(text.utf8.count), \"vocab\": 2048, \"seconds\": \(String(format: "%.3f", seconds)), \"bytes_per_token\": \(String(format: "%.3f", Double(text.utf8.count) / Double(ids.count)))}")
+    }
 }
