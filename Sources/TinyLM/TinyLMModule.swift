@@ -1,1 +1,0 @@
-// TinyLM layer (being written)
