@@ -1,7 +1,7 @@
 # logitd — the commands a user types. Everything works on a fresh Debian 12 machine:
 # `make test` installs the system packages it needs, builds and runs the tests.
 
-APT_PACKAGES := libzstd-dev liblz4-dev libxxhash-dev libsqlite3-dev libopenblas-dev pkg-config curl python3
+APT_PACKAGES := libzstd-dev liblz4-dev libxxhash-dev libsqlite3-dev libopenblas-dev pkg-config curl python3 python3-pip unzip
 SWIFT ?= swift
 SHELL := /bin/bash
 CONFIG ?= debug
