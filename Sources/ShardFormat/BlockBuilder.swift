@@ -51,6 +51,16 @@ struct BlockBuilder {
         15 * n + keyBytes + b * n + 2 * p + p + 2 * p + (p + 7) / 8 + (m + 7) / 8 + 2 * p + (c - p) + 4 * e
     }
 
+    /// Whether the pending block must be cut before `record` goes in (it could overflow the block
+    /// caps); throws when the record could not fit even an empty block.
+    func mustCut(before record: SequenceRecord, idBytes: Int, path: String) throws(ShardError) -> Bool {
+        let worst = Self.worstCaseBytes(record, idBytes: idBytes)
+        guard worst <= ShardLayout.maxBlockRawBytes else {
+            throw ShardError(path: path, reason: "sequence '\(record.key)' may need up to \(worst) bytes, more than a block holds (\(ShardLayout.maxBlockRawBytes)); split it")
+        }
+        return !isEmpty && (rawBytes + worst > ShardLayout.maxBlockRawBytes || sequenceCount >= ShardLayout.maxSequencesPerBlock)
+    }
+
     /// Upper bound of what `record` adds to the raw size (every code escaped), used to decide
     /// block cuts before touching the builder.
     static func worstCaseBytes(_ r: SequenceRecord, idBytes: Int) -> Int {

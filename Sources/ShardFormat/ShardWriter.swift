@@ -163,14 +163,7 @@ public final class ShardWriter {
     @discardableResult
     public func appendValidated(_ record: SequenceRecord) throws(ShardError) -> SequenceLocation {
         try checkUsable()
-        let worst = BlockBuilder.worstCaseBytes(record, idBytes: provenance.idBytes)
-        guard worst <= ShardLayout.maxBlockRawBytes else {
-            throw ShardError(path: path, reason: "sequence '\(record.key)' may need up to \(worst) bytes, more than a block holds (\(ShardLayout.maxBlockRawBytes)); split it")
-        }
-        if !builder.isEmpty && (builder.rawBytes + worst > ShardLayout.maxBlockRawBytes
-                                || builder.sequenceCount >= ShardLayout.maxSequencesPerBlock) {
-            try writePendingBlock()
-        }
+        if try builder.mustCut(before: record, idBytes: provenance.idBytes, path: path) { try writePendingBlock() }
         builder.append(record)
         let location = SequenceLocation(block: blocks.count, ordinal: builder.sequenceCount - 1)
         sequenceCount += 1
@@ -229,14 +222,7 @@ public final class ShardWriter {
             builder.reset()
         }
         for record in records {
-            let worst = BlockBuilder.worstCaseBytes(record, idBytes: provenance.idBytes)
-            guard worst <= ShardLayout.maxBlockRawBytes else {
-                throw ShardError(path: path, reason: "sequence '\(record.key)' may need up to \(worst) bytes, more than a block holds (\(ShardLayout.maxBlockRawBytes)); split it")
-            }
-            if !builder.isEmpty && (builder.rawBytes + worst > ShardLayout.maxBlockRawBytes
-                                    || builder.sequenceCount >= ShardLayout.maxSequencesPerBlock) {
-                try cut()
-            }
+            if try builder.mustCut(before: record, idBytes: provenance.idBytes, path: path) { try cut() }
             builder.append(record)
             if builder.rawBytes >= options.targetBlockBytes { try cut() }
         }

@@ -26,40 +26,23 @@ struct LossBench: ParsableCommand {
         guard hidden >= 1, vocab >= 2, positions >= 1 else { throw ValidationError("need d ≥ 1, V ≥ 2, N ≥ 1") }
         let t0 = now()
         let teacher = SyntheticTeacher()
-        let selector = try TopKSelector(policy: .default)
-        let tv = teacher.vocabSize
         var offsets: [UInt32] = [0], ids: [UInt32] = [], lps: [Float] = [], gold: [UInt32] = []
-        let chunk = 64
-        let rows = UnsafeMutableBufferPointer<Float>.allocate(capacity: chunk * tv)
-        defer { rows.deallocate() }
-        var start = 0
+        // The format benchmark's candidate sets, folded into V by id mod V (first occurrence kept).
+        let (selected, golds) = try SyntheticSets.select(teacher: teacher, policy: .default, positions: positions)
         var seen = [Bool](repeating: false, count: vocab)
-        while start < positions {
-            let n = min(chunk, positions - start)
-            let g = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: n)
-            defer { g.deallocate() }
-            // Each iteration writes its own row and gold slot: disjoint, so no race.
-            nonisolated(unsafe) let base = rows.baseAddress!, gp = g.baseAddress!
-            let first = start
-            DispatchQueue.concurrentPerform(iterations: n) { i in
-                gp[i] = teacher.fillRow(position: first + i, into: UnsafeMutableBufferPointer(start: base + i * tv, count: tv))
+        for (set, g) in zip(selected, golds) {
+            var kept: [UInt32] = []
+            for (id, lp) in zip(set.ids, set.logprobs) {
+                let v = Int(id) % vocab
+                if seen[v] { continue }
+                seen[v] = true
+                kept.append(UInt32(v))
+                ids.append(UInt32(v))
+                lps.append(lp)
             }
-            let sets = try selector.selectBatch(rows: UnsafeBufferPointer(start: base, count: n * tv), vocab: tv, golds: Array(g))
-            for (i, set) in sets.enumerated() {
-                var kept: [UInt32] = []
-                for (id, lp) in zip(set.ids, set.logprobs) {
-                    let v = Int(id) % vocab
-                    if seen[v] { continue }
-                    seen[v] = true
-                    kept.append(UInt32(v))
-                    ids.append(UInt32(v))
-                    lps.append(lp)
-                }
-                for v in kept { seen[Int(v)] = false }
-                offsets.append(UInt32(ids.count))
-                gold.append(g[i] % UInt32(vocab))
-            }
-            start += n
+            for v in kept { seen[Int(v)] = false }
+            offsets.append(UInt32(ids.count))
+            gold.append(g % UInt32(vocab))
         }
         let meanK = Double(ids.count) / Double(positions)
         let mask = [UInt8](repeating: 1, count: positions)

@@ -22,7 +22,7 @@ final class BlockContentValidationTests: XCTestCase {
         var (raw, info) = examplePayload()
         edit(&raw)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: raw.count, alignment: 64)
-        buffer.copyMemory(from: UnsafeRawBufferPointer(start: raw, count: raw.count))
+        raw.withUnsafeBytes { buffer.copyMemory(from: $0) }
         info.rawBytes = raw.count
         do throws(ShardError) {
             let block: DecodedBlock
