@@ -3,6 +3,7 @@ import Catalog
 import Foundation
 import LogitClient
 import LogitCore
+import Replay
 import ShardFormat
 import WireFormat
 
@@ -71,12 +72,14 @@ struct ChaosBench: AsyncParsableCommand {
         for (dataset, key, record) in acked where (try? store.read(dataset: dataset, key: key)) != record { lost += 1 }
 
         // Damage on copies.
-        var detected = 0, corrupt = 0, harmless = 0
+        var expectedByKey: [String: SequenceRecord] = [:]
+        for (dataset, key, record) in acked where dataset == Self.setsSpec.name { expectedByKey[key] = record }
+        var detected = 0, corrupt = 0, harmless = 0, replayRows = 0
         let sealed = try store.catalog.shards(states: [.sealed])
         for f in 0..<flips {
             let copy = work + "/copy-\(f)"
             try FileManager.default.copyItem(atPath: cache, toPath: copy)
-            let kind = f % 3
+            let kind = f % 4
             if kind < 2, !sealed.isEmpty {
                 let shard = sealed[Int(rng.next() % UInt64(sealed.count))]
                 let path = copy + "/" + shard.path
@@ -85,7 +88,7 @@ struct ChaosBench: AsyncParsableCommand {
             } else {
                 let path = copy + "/catalog.sqlite"
                 let size = UInt64((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64) ?? 0)
-                try Self.flipByte(path, at: 100 + rng.next() % max(size - 100, 1))
+                if kind == 2 { try Self.flipByte(path, at: 100 + rng.next() % max(size - 100, 1)) } else { _ = truncate(path, off_t(rng.next() % size)) }
             }
             var reported = false, wrong = false
             if let damaged = try? CacheStore(directory: copy, mode: .readOnly) {
@@ -98,6 +101,10 @@ struct ChaosBench: AsyncParsableCommand {
             } else {
                 reported = true
             }
+            let replay = Self.replayCheck(copy: copy, original: store, expected: expectedByKey)
+            replayRows += replay.checked
+            reported = reported || replay.reported
+            wrong = wrong || replay.wrong
             if wrong { corrupt += 1 }
             if reported { detected += 1 } else if kind == 2 && !wrong { harmless += 1 }
             try? FileManager.default.removeItem(atPath: copy)
@@ -107,7 +114,8 @@ struct ChaosBench: AsyncParsableCommand {
         if !json { print("\(rounds) rounds, \(acked.count) acked sequences, \(flips) damaged copies") }
         printJSONLine(["rounds": rounds, "acked": acked.count, "lost": lost, "corrupt": corrupt,
                        "recovery_ms_p99": p99, "verify_failures": verifyFailures, "flips": flips,
-                       "detected": detected, "harmless_catalog_flips": harmless])
+                       "detected": detected, "harmless_catalog_flips": harmless,
+                       "replay_rows_checked": replayRows])
     }
 
     static func streamSets(_ url: URL, round: Int, client c: Int, log: ExpectedLog) async {
@@ -143,6 +151,49 @@ struct ChaosBench: AsyncParsableCommand {
         }
     }
 
+    /// Replays the sets dataset of a damaged copy and compares every delivered row with what was
+    /// acked for the sequence at that location (located through the undamaged original catalog).
+    static func replayCheck(copy: String, original: CacheStore, expected: [String: SequenceRecord]) -> (reported: Bool, wrong: Bool, checked: Int) {
+        var checked = 0
+        do {
+            let dataset = try ReplayDataset(directory: copy, datasets: [setsSpec.name])
+            let loader = try dataset.makeLoader(epoch: 0, options: ReplayOptions(seed: 1))
+            defer { loader.stop() }
+            var keys: [UUID: [[String]]] = [:]   // uuid → block → ordinal → key
+            for shard in try original.catalog.shards() {
+                var blocks: [[String]] = []
+                for entry in try original.catalog.sequences(shardId: shard.id) {
+                    while blocks.count <= entry.block { blocks.append([]) }
+                    blocks[entry.block].append(entry.key)
+                }
+                keys[shard.uuid] = blocks
+            }
+            while let batch = try loader.next() {
+                for (r, source) in batch.rowSources.enumerated() {
+                    let shard = dataset.snapshot.shards[Int(source.sequence.shard)]
+                    guard let key = keys[shard.uuid]?[safe: Int(source.sequence.block)]?[safe: Int(source.sequence.ordinal)],
+                          let record = expected[key] else { continue }
+                    let lo = Int(batch.rowOffsets[r]), hi = Int(batch.rowOffsets[r + 1])
+                    checked += 1
+                    for p in lo..<hi {
+                        let t = source.start + p - lo
+                        guard t + 1 < record.tokens.count, batch.inputs[p] == record.tokens[t], batch.targets[p] == record.tokens[t + 1] else {
+                            return (false, true, checked)
+                        }
+                        let got = Array(batch.ids[Int(batch.setOffsets[p])..<Int(batch.setOffsets[p + 1])])
+                        let want = Array(record.ids[Int(record.setOffsets[t])..<Int(record.setOffsets[t + 1])])
+                        let gotLp = Array(batch.logprobs[Int(batch.setOffsets[p])..<Int(batch.setOffsets[p + 1])])
+                        let wantLp = Array(record.logprobs[Int(record.setOffsets[t])..<Int(record.setOffsets[t + 1])])
+                        if got != want || gotLp != wantLp { return (false, true, checked) }
+                    }
+                }
+            }
+            return (false, false, checked)
+        } catch {
+            return (true, false, checked)
+        }
+    }
+
     static func flipByte(_ path: String, at offset: UInt64) throws {
         let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
         defer { try? handle.close() }
@@ -170,4 +221,8 @@ final class ExpectedLog: @unchecked Sendable {
     private var entries: [(String, String, SequenceRecord)] = []
     func add(_ items: [(String, String, SequenceRecord)]) { lock.lock(); entries += items; lock.unlock() }
     func snapshot() -> [(String, String, SequenceRecord)] { lock.lock(); defer { lock.unlock() }; return entries }
+}
+
+extension Array {
+    subscript(safe index: Int) -> Element? { indices.contains(index) ? self[index] : nil }
 }
