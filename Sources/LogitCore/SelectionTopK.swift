@@ -46,7 +46,7 @@ public struct TopKSelector: Sendable {
     public init(policy: SelectionPolicy, scanPath: ScanPath) throws(LogitError) {
         try policy.validate()
         guard ScanPath.available.contains(scanPath) else {
-            throw .invalidPolicy("scan path \(scanPath) needs AVX2, FMA and F16C, which this CPU lacks")
+            throw .invalidPolicy("scan path \(scanPath) is not available on this CPU (it runs \(ScanPath.available))")
         }
         self.policy = policy
         self.scanPath = scanPath
