@@ -377,6 +377,10 @@ KERNEL int select_scan_bf16(const uint16_t *row, int64_t n, int64_t pool_limit, 
 // bookkeeping (max/min trees, two compares and branches, the fold counter) is spread over
 // twice the elements of the AVX2 block. Pools are bit-identical to the other paths (the pool
 // is the best `pool_limit` keys whatever the cut schedule); sums differ only by rounding.
+// Measured (same Zen 4 VM, `logit-bench topk`, both kernels in one run, 3 runs): 55–68 µs per
+// streamed row against 79–89 µs for AVX2 (1.32–1.43×), 41–46 µs against 69–74 µs in L2. Zen 4
+// executes 512-bit arithmetic as two 256-bit halves, so the gain is from fewer instructions
+// (half the per-block bookkeeping per element, scalef for 2^n), not wider arithmetic.
 
 #define KERNEL512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 
