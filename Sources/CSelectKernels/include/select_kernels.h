@@ -1,7 +1,7 @@
 #ifndef SELECT_KERNELS_H
 #define SELECT_KERNELS_H
 
-/// AVX2+FMA row scans for dynamic Top-K selection (LogitCore's `TopKSelector`), chosen at run
+/// AVX2+FMA and AVX-512 row scans for dynamic Top-K selection (LogitCore's `TopKSelector`), chosen at run
 /// time. They compute exactly what the portable Swift scan (`scanRow`) computes: the row max,
 /// the partition sum Σ exp(z − max) and the sorted pool of the best `pool_limit` selection keys.
 
