@@ -213,6 +213,56 @@ KERNEL INLINE float load1(const void *row, int64_t i, enum element_kind kind) {
 
 // MARK: - The scan
 
+/// The part of a scan after the vector loop, shared by the AVX2 and AVX-512 kernels: combines
+/// the `lanes` per-lane maxima and sums, runs the scalar tail (< one block) from `i`, checks
+/// for non-finite input and sorts the pool. Returns the scan's result (1, or 0 on NaN/±inf).
+KERNEL INLINE int finish_scan(const void *row, int64_t n, int64_t i, enum element_kind kind, int lanes,
+                              const float *maxima, const float *minima, const double *sums,
+                              float threshold, int64_t pool_limit, uint64_t *pool, int64_t count,
+                              select_scan_result *out) {
+    const int64_t cut_at = 2 * pool_limit;
+    // Combine lanes around the global max (lanes that saw no block hold −inf and add nothing).
+    double m = -INFINITY;
+    for (int l = 0; l < lanes; l++) if ((double)maxima[l] > m) m = (double)maxima[l];
+    double s = 0.0;
+    if (m > -INFINITY) {
+        for (int l = 0; l < lanes; l++) {
+            if (maxima[l] > -INFINITY) s += sums[l] * exp((double)maxima[l] - m);
+        }
+    }
+    // Scalar tail (< one block), in Double.
+    int tail_bad = 0;
+    for (; i < n; i++) {
+        float z = load1(row, i, kind);
+        if (!isfinite(z)) { tail_bad = 1; break; }
+        double zd = (double)z;
+        if (zd > m) {
+            s *= exp(m - zd);
+            m = zd;
+        }
+        s += exp(zd - m);
+        if (z > threshold) {
+            pool[count++] = selection_key(z, (uint32_t)i);
+            if (count > cut_at) {
+                sort_desc(pool, count);
+                count = pool_limit;
+                threshold = key_logit(pool[pool_limit - 1]);
+            }
+        }
+    }
+    // NaN reaches a lane sum through exp; +inf makes a lane max infinite; −inf shows in the min.
+    if (tail_bad || !isfinite(s) || !isfinite(m)) return 0;
+    for (int l = 0; l < lanes; l++) {
+        if (!isfinite(sums[l]) || isnan(maxima[l]) || maxima[l] == INFINITY
+            || minima[l] == -INFINITY || isnan(minima[l])) return 0;
+    }
+    sort_desc(pool, count);
+    out->max_logit = m;
+    out->partition = s;
+    out->pool_count = count < pool_limit ? count : pool_limit;
+    return 1;
+}
+
 /// Adds lanes 0–3 and 4–7 of a float partial sum into the two Double accumulators.
 KERNEL INLINE void fold(__m256 f, __m256d *lo, __m256d *hi) {
     *lo = _mm256_add_pd(*lo, _mm256_cvtps_pd(_mm256_castps256_ps128(f)));
@@ -302,47 +352,7 @@ KERNEL INLINE int scan(const void *row, int64_t n, int64_t pool_limit, uint64_t 
     _mm256_storeu_ps(minima, lane_min);
     _mm256_storeu_pd(sums, sum_lo);
     _mm256_storeu_pd(sums + 4, sum_hi);
-
-    // Combine lanes around the global max (lanes that saw no block hold −inf and add nothing).
-    double m = -INFINITY;
-    for (int l = 0; l < 8; l++) if ((double)maxima[l] > m) m = (double)maxima[l];
-    double s = 0.0;
-    if (m > -INFINITY) {
-        for (int l = 0; l < 8; l++) {
-            if (maxima[l] > -INFINITY) s += sums[l] * exp((double)maxima[l] - m);
-        }
-    }
-    // Scalar tail (< one block), in Double.
-    int tail_bad = 0;
-    for (; i < n; i++) {
-        float z = load1(row, i, kind);
-        if (!isfinite(z)) { tail_bad = 1; break; }
-        double zd = (double)z;
-        if (zd > m) {
-            s *= exp(m - zd);
-            m = zd;
-        }
-        s += exp(zd - m);
-        if (z > threshold) {
-            pool[count++] = selection_key(z, (uint32_t)i);
-            if (count > cut_at) {
-                sort_desc(pool, count);
-                count = pool_limit;
-                threshold = key_logit(pool[pool_limit - 1]);
-            }
-        }
-    }
-    // NaN reaches a lane sum through exp; +inf makes a lane max infinite; −inf shows in the min.
-    if (tail_bad || !isfinite(s) || !isfinite(m)) return 0;
-    for (int l = 0; l < 8; l++) {
-        if (!isfinite(sums[l]) || isnan(maxima[l]) || maxima[l] == INFINITY
-            || minima[l] == -INFINITY || isnan(minima[l])) return 0;
-    }
-    sort_desc(pool, count);
-    out->max_logit = m;
-    out->partition = s;
-    out->pool_count = count < pool_limit ? count : pool_limit;
-    return 1;
+    return finish_scan(row, n, i, kind, 8, maxima, minima, sums, threshold, pool_limit, pool, count, out);
 }
 
 KERNEL int select_scan_f32(const float *row, int64_t n, int64_t pool_limit, uint64_t *pool,
@@ -360,10 +370,190 @@ KERNEL int select_scan_bf16(const uint16_t *row, int64_t n, int64_t pool_limit, 
     return scan(row, n, pool_limit, pool, out, KIND_BF16);
 }
 
+// MARK: - AVX-512 (16 lanes)
+//
+// The same scan in 16 lanes with mask registers for the rare checks (a lane max rising, a
+// candidate above the threshold) and blocks of 64 elements (four vectors), so the per-block
+// bookkeeping (max/min trees, two compares and branches, the fold counter) is spread over
+// twice the elements of the AVX2 block. Pools are bit-identical to the other paths (the pool
+// is the best `pool_limit` keys whatever the cut schedule); sums differ only by rounding.
+// Measured (same Zen 4 VM, `logit-bench topk`, both kernels in one run, 3 runs): 55–68 µs per
+// streamed row against 79–89 µs for AVX2 (1.32–1.43×), 41–46 µs against 69–74 µs in L2. Zen 4
+// executes 512-bit arithmetic as two 256-bit halves, so the gain is from fewer instructions
+// (half the per-block bookkeeping per element, scalef for 2^n), not wider arithmetic.
+
+#define KERNEL512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+
+int select_kernels_have_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+        && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
+        && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+
+/// `exp_nonpositive` in 16 lanes, bit for bit: the same reduction and polynomial, with 2^n applied by
+/// `scalef` (one instruction instead of a shift and a multiply; the product is the same, as
+/// n ≥ −126 after the clamp keeps 2^n normal). NaN stays NaN (`max_ps` returns its second operand).
+KERNEL512 INLINE __m512 exp16_nonpositive(__m512 x) {
+    const __m512 shifter = _mm512_set1_ps(12582912.0f + 127.0f);
+    __m512 xc = _mm512_max_ps(_mm512_set1_ps(-87.3f), x);
+    __m512 t = _mm512_fmadd_ps(xc, _mm512_set1_ps(1.44269504f), shifter);
+    __m512 n = _mm512_sub_ps(t, shifter);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.1219444e-4f), r);
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(8.3147194e-3f), r, _mm512_set1_ps(4.1890208e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.1666709f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.4999923f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+KERNEL512 void select_kernels_exp16_avx512(const float *x, float *out) {
+    _mm512_storeu_ps(out, exp16_nonpositive(_mm512_loadu_ps(x)));
+}
+
+/// `exp_double` in eight lanes (same reduction and degree-12 Taylor polynomial; 2^k by `scalef`).
+KERNEL512 INLINE __m512d exp8_double(__m512d x) {
+    const double ln2_hi = 0.693147180369123816490, ln2_lo = 1.90821492927058770002e-10;
+    __m512d xc = _mm512_max_pd(_mm512_set1_pd(-700.0), x);
+    __m512d k = _mm512_roundscale_pd(_mm512_mul_pd(xc, _mm512_set1_pd(1.4426950408889634074)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512d r = _mm512_fnmadd_pd(k, _mm512_set1_pd(ln2_hi), xc);
+    r = _mm512_fnmadd_pd(k, _mm512_set1_pd(ln2_lo), r);
+    __m512d p = _mm512_set1_pd(1.0 / 479001600.0);
+    static const double inverse_factorials[12] = {
+        1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0,
+        1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0};
+    for (int j = 0; j < 12; j++) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(inverse_factorials[j]));
+    return _mm512_scalef_pd(p, k);
+}
+
+/// Sixteen consecutive elements widened to Float exactly.
+KERNEL512 INLINE __m512 load16(const void *p, enum element_kind kind) {
+    switch (kind) {
+    case KIND_F32:
+        return _mm512_loadu_ps((const float *)p);
+    case KIND_F16:
+        return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+    case KIND_BF16:
+    default:
+        return _mm512_castsi512_ps(
+            _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+    }
+}
+
+/// Adds lanes 0–7 and 8–15 of a float partial sum into the two Double accumulators.
+KERNEL512 INLINE void fold16(__m512 f, __m512d *lo, __m512d *hi) {
+    *lo = _mm512_add_pd(*lo, _mm512_cvtps_pd(_mm512_castps512_ps256(f)));
+    *hi = _mm512_add_pd(*hi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(f, 1)));
+}
+
+/// Appends the lanes of `v` (ids first_id…first_id+15) above `threshold` to the pool, in id order.
+KERNEL512 INLINE int64_t collect16(__m512 v, __m512 threshold, int64_t first_id, uint64_t *pool,
+                                   int64_t count) {
+    unsigned mask = (unsigned)_mm512_cmp_ps_mask(v, threshold, _CMP_GT_OQ);
+    if (mask == 0) return count;
+    float lanes[16];
+    _mm512_storeu_ps(lanes, v);
+    do {
+        unsigned l = (unsigned)__builtin_ctz(mask);
+        pool[count++] = selection_key(lanes[l], (uint32_t)(first_id + l));
+        mask &= mask - 1;
+    } while (mask);
+    return count;
+}
+
+KERNEL512 INLINE int scan512(const void *row, int64_t n, int64_t pool_limit, uint64_t *pool,
+                             select_scan_result *out, enum element_kind kind) {
+    const size_t size = kind == KIND_F32 ? 4 : 2;
+    const char *base = (const char *)row;
+    __m512 lane_max = _mm512_set1_ps(-INFINITY);
+    __m512 lane_min = _mm512_set1_ps(INFINITY);
+    __m512d sum_lo = _mm512_setzero_pd(), sum_hi = _mm512_setzero_pd();
+    __m512 float_sum = _mm512_setzero_ps();
+    float threshold = -INFINITY;
+    __m512 threshold16 = _mm512_set1_ps(-INFINITY);
+    int64_t count = 0;
+    const int64_t cut_at = 2 * pool_limit;
+    int blocks_since_flush = 0;
+
+    int64_t i = 0;
+    for (; i + SELECT_KERNELS_BLOCK_AVX512 <= n; i += SELECT_KERNELS_BLOCK_AVX512) {
+        const char *p = base + (size_t)i * size;
+        __m512 v0 = load16(p, kind), v1 = load16(p + 16 * size, kind);
+        __m512 v2 = load16(p + 32 * size, kind), v3 = load16(p + 48 * size, kind);
+        __m512 block_max = _mm512_max_ps(_mm512_max_ps(v0, v1), _mm512_max_ps(v2, v3));
+        // NaN reaches the sum through exp; −inf (clamped inside exp) is caught by the minima.
+        lane_min = _mm512_min_ps(lane_min, _mm512_min_ps(_mm512_min_ps(v0, v1), _mm512_min_ps(v2, v3)));
+        if (__builtin_expect(_mm512_cmp_ps_mask(block_max, lane_max, _CMP_GT_OQ) != 0, 0)) {
+            // A lane's max rose: fold its float partial into Double, rescale by e^(old − new)
+            // (exactly 1 in lanes whose max stayed).
+            fold16(float_sum, &sum_lo, &sum_hi);
+            float_sum = _mm512_setzero_ps();
+            blocks_since_flush = 0;
+            __m512 new_max = _mm512_max_ps(lane_max, block_max);
+            __m512 drop = _mm512_sub_ps(lane_max, new_max);
+            sum_lo = _mm512_mul_pd(sum_lo, exp8_double(_mm512_cvtps_pd(_mm512_castps512_ps256(drop))));
+            sum_hi = _mm512_mul_pd(sum_hi, exp8_double(_mm512_cvtps_pd(_mm512_extractf32x8_ps(drop, 1))));
+            lane_max = new_max;
+        }
+        // Pairwise inside the block, float across ≤ 4 blocks, then Double.
+        __m512 e = _mm512_add_ps(
+            _mm512_add_ps(exp16_nonpositive(_mm512_sub_ps(v0, lane_max)),
+                          exp16_nonpositive(_mm512_sub_ps(v1, lane_max))),
+            _mm512_add_ps(exp16_nonpositive(_mm512_sub_ps(v2, lane_max)),
+                          exp16_nonpositive(_mm512_sub_ps(v3, lane_max))));
+        float_sum = _mm512_add_ps(float_sum, e);
+        if (++blocks_since_flush == 4) {
+            fold16(float_sum, &sum_lo, &sum_hi);
+            float_sum = _mm512_setzero_ps();
+            blocks_since_flush = 0;
+        }
+        if (__builtin_expect(_mm512_cmp_ps_mask(block_max, threshold16, _CMP_GT_OQ) != 0, 0)) {
+            count = collect16(v0, threshold16, i, pool, count);
+            count = collect16(v1, threshold16, i + 16, pool, count);
+            count = collect16(v2, threshold16, i + 32, pool, count);
+            count = collect16(v3, threshold16, i + 48, pool, count);
+            if (count > cut_at) {
+                sort_desc(pool, count);
+                count = pool_limit;
+                threshold = key_logit(pool[pool_limit - 1]);
+                threshold16 = _mm512_set1_ps(threshold);
+            }
+        }
+    }
+    fold16(float_sum, &sum_lo, &sum_hi);
+
+    float maxima[16], minima[16];
+    double sums[16];
+    _mm512_storeu_ps(maxima, lane_max);
+    _mm512_storeu_ps(minima, lane_min);
+    _mm512_storeu_pd(sums, sum_lo);
+    _mm512_storeu_pd(sums + 8, sum_hi);
+    return finish_scan(row, n, i, kind, 16, maxima, minima, sums, threshold, pool_limit, pool, count, out);
+}
+
+KERNEL512 int select_scan_f32_avx512(const float *row, int64_t n, int64_t pool_limit, uint64_t *pool,
+                                     select_scan_result *out) {
+    return scan512(row, n, pool_limit, pool, out, KIND_F32);
+}
+
+KERNEL512 int select_scan_f16_avx512(const uint16_t *row, int64_t n, int64_t pool_limit, uint64_t *pool,
+                                     select_scan_result *out) {
+    return scan512(row, n, pool_limit, pool, out, KIND_F16);
+}
+
+KERNEL512 int select_scan_bf16_avx512(const uint16_t *row, int64_t n, int64_t pool_limit, uint64_t *pool,
+                                      select_scan_result *out) {
+    return scan512(row, n, pool_limit, pool, out, KIND_BF16);
+}
+
 #else // not x86-64: no kernels; the availability checks say so and Swift never calls the scans.
 
 int select_kernels_have_avx2_fma(void) { return 0; }
 int select_kernels_have_f16c(void) { return 0; }
+int select_kernels_have_avx512(void) { return 0; }
 
 static int unavailable(void) { __builtin_trap(); }
 int select_scan_f32(const float *row, int64_t n, int64_t pool_limit, uint64_t *pool,
@@ -373,5 +563,12 @@ int select_scan_f16(const uint16_t *row, int64_t n, int64_t pool_limit, uint64_t
 int select_scan_bf16(const uint16_t *row, int64_t n, int64_t pool_limit, uint64_t *pool,
                      select_scan_result *out) { (void)row; (void)n; (void)pool_limit; (void)pool; (void)out; return unavailable(); }
 void select_kernels_exp8(const float *x, float *out) { (void)x; (void)out; __builtin_trap(); }
+void select_kernels_exp16_avx512(const float *x, float *out) { (void)x; (void)out; __builtin_trap(); }
+int select_scan_f32_avx512(const float *row, int64_t n, int64_t pool_limit, uint64_t *pool,
+                           select_scan_result *out) { (void)row; (void)n; (void)pool_limit; (void)pool; (void)out; return unavailable(); }
+int select_scan_f16_avx512(const uint16_t *row, int64_t n, int64_t pool_limit, uint64_t *pool,
+                           select_scan_result *out) { (void)row; (void)n; (void)pool_limit; (void)pool; (void)out; return unavailable(); }
+int select_scan_bf16_avx512(const uint16_t *row, int64_t n, int64_t pool_limit, uint64_t *pool,
+                            select_scan_result *out) { (void)row; (void)n; (void)pool_limit; (void)pool; (void)out; return unavailable(); }
 
 #endif

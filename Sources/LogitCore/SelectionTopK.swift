@@ -24,7 +24,7 @@ public struct SelectedSet: Sendable, Equatable {
 /// Dynamic Top-K: per row of full-vocabulary logits, the smallest prefix of the descending
 /// probability order whose mass reaches τ, K clamped to [kMin, kMax] (kMin to V when V < kMin),
 /// ties by lower id, gold appended when missing. Exactly the answer of a full sort, in O(V):
-/// one vectorized pass (`ScanPath.scan`: an AVX2+FMA kernel where the CPU has it, else the
+/// one vectorized pass (`ScanPath.scan`: an AVX-512 or AVX2+FMA kernel where the CPU has one, else the
 /// portable `scanRow`) plus sorts of at most 2·kMax + `scanPoolSlack` candidates.
 ///
 /// Log-probs are `z − m − log S` in Double, S from the fast exp (relative error ≈ 1e-7), so
@@ -46,7 +46,7 @@ public struct TopKSelector: Sendable {
     public init(policy: SelectionPolicy, scanPath: ScanPath) throws(LogitError) {
         try policy.validate()
         guard ScanPath.available.contains(scanPath) else {
-            throw .invalidPolicy("scan path \(scanPath) needs AVX2, FMA and F16C, which this CPU lacks")
+            throw .invalidPolicy("scan path \(scanPath) is not available on this CPU (it runs \(ScanPath.available))")
         }
         self.policy = policy
         self.scanPath = scanPath
