@@ -36,8 +36,11 @@ public struct SequenceRecord: Sendable, Equatable {
     public init(key: String, tokens: [UInt32], lossMask: [UInt8]? = nil, sets: [CandidateSet]) {
         var offsets: [UInt32] = [0]
         offsets.reserveCapacity(sets.count + 1)
+        let total = sets.reduce(0) { $0 + $1.ids.count }
         var ids: [UInt32] = []
+        ids.reserveCapacity(total)
         var lps: [Float] = []
+        lps.reserveCapacity(total)
         for set in sets {
             ids.append(contentsOf: set.ids)
             lps.append(contentsOf: set.logprobs)

@@ -6,15 +6,14 @@ import Foundation
 ///
 /// m ← β1·m + (1−β1)·g, v ← β2·v + (√(1−β2)·g)², p ← p·(1 − lr·λ) − lr·m̂/(√v̂ + ε).
 /// (v's increment is formed as a square of the scaled gradient so |g| up to ~1e20 does not overflow.)
-public final class AdamW: Optimizer {
+public final class AdamW: CoreBackedOptimizer, Optimizer {
     public let config: AdamWConfig
-    let core: OptimizerCore
 
     public init(store: ParameterStore, groups: [ParameterGroup], schedule: LRSchedule,
                 config: AdamWConfig = AdamWConfig()) throws {
         try config.validate()
         self.config = config
-        self.core = try OptimizerCore(store: store, groups: groups, schedule: schedule, algorithm: .adamW)
+        super.init(core: try OptimizerCore(store: store, groups: groups, schedule: schedule, algorithm: .adamW))
     }
 
     /// One group holding every tensor, with the given weight decay.
@@ -23,11 +22,6 @@ public final class AdamW: Optimizer {
         try self.init(store: store, groups: ParameterGroup.all(store, weightDecay: weightDecay),
                       schedule: schedule, config: config)
     }
-
-    public var stepCount: Int { core.step }
-    public var schedule: LRSchedule { core.schedule }
-    public var tensors: [ParameterTensor] { core.tensors }
-    public func zeroGrad() { core.zeroGrad() }
 
     /// AdamW does no angle pass, so non-finite gradients are not detected here: they propagate
     /// into m, v and the parameters as in PyTorch.
@@ -59,7 +53,4 @@ public final class AdamW: Optimizer {
                              maxCoordinateStep: maxStep)
     }
 
-    public func encodeState() -> [UInt8] { OptimizerStateFormat.encode(core) }
-    public func restoreState(from bytes: [UInt8]) throws { try OptimizerStateFormat.decode(bytes, into: core) }
-    public var encodedStateSize: Int { OptimizerStateFormat.encodedSize(core) }
 }

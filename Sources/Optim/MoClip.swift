@@ -10,15 +10,14 @@ import Foundation
 /// 2. One fused pass: m ← β1·m + (1−β1)·g', v ← β2·v + (1−β2)·g'² (or g², see config),
 ///    p ← p·(1 − lr·λ) − lr·a·atan2(m̂, b·√v̂) with bias-corrected m̂, v̂ and no ε, so every
 ///    coordinate moves at most lr·a·π/2 and multiplying all gradients by a constant changes nothing.
-public final class MoClip: Optimizer {
+public final class MoClip: CoreBackedOptimizer, Optimizer {
     public let config: MoClipConfig
-    let core: OptimizerCore
 
     public init(store: ParameterStore, groups: [ParameterGroup], schedule: LRSchedule,
                 config: MoClipConfig = MoClipConfig()) throws {
         try config.validate()
         self.config = config
-        self.core = try OptimizerCore(store: store, groups: groups, schedule: schedule, algorithm: .atan2Family)
+        super.init(core: try OptimizerCore(store: store, groups: groups, schedule: schedule, algorithm: .atan2Family))
     }
 
     /// One group holding every tensor, with the given weight decay.
@@ -27,11 +26,6 @@ public final class MoClip: Optimizer {
         try self.init(store: store, groups: ParameterGroup.all(store, weightDecay: weightDecay),
                       schedule: schedule, config: config)
     }
-
-    public var stepCount: Int { core.step }
-    public var schedule: LRSchedule { core.schedule }
-    public var tensors: [ParameterTensor] { core.tensors }
-    public func zeroGrad() { core.zeroGrad() }
 
     @discardableResult
     public func step() throws -> StepTelemetry {
@@ -110,8 +104,4 @@ public final class MoClip: Optimizer {
                 decay: decay, stepScale: effective * config.a)
         }
     }
-
-    public func encodeState() -> [UInt8] { OptimizerStateFormat.encode(core) }
-    public func restoreState(from bytes: [UInt8]) throws { try OptimizerStateFormat.decode(bytes, into: core) }
-    public var encodedStateSize: Int { OptimizerStateFormat.encodedSize(core) }
 }

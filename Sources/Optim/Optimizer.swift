@@ -23,6 +23,22 @@ public protocol Optimizer: AnyObject {
     var encodedStateSize: Int { get }
 }
 
+/// What AdamW and MoClip share beyond their `step()`: the core that holds tensors, moments and
+/// the step counter, and everything that only forwards to it (one copy instead of two).
+public class CoreBackedOptimizer {
+    let core: OptimizerCore
+
+    init(core: OptimizerCore) { self.core = core }
+
+    public var stepCount: Int { core.step }
+    public var schedule: LRSchedule { core.schedule }
+    public var tensors: [ParameterTensor] { core.tensors }
+    public func zeroGrad() { core.zeroGrad() }
+    public func encodeState() -> [UInt8] { OptimizerStateFormat.encode(core) }
+    public func restoreState(from bytes: [UInt8]) throws { try OptimizerStateFormat.decode(bytes, into: core) }
+    public var encodedStateSize: Int { OptimizerStateFormat.encodedSize(core) }
+}
+
 /// Shared machinery of every optimizer here: tensors, groups, moment buffers, the step counter,
 /// the parallel work plan and its scratch space.
 final class OptimizerCore {
