@@ -44,15 +44,19 @@ quickstart: release
 ## fuzz: libFuzzer (with AddressSanitizer) on every parser of untrusted bytes — the ingest
 ## body, shard files, JSONL lines. FUZZ_SECONDS per target (CI runs a short pass).
 FUZZ_SECONDS ?= 15
+## SwiftPM gives `--sanitize=fuzzer` only to the fuzz package's own targets, so the coverage
+## flags are passed to every module explicitly: without them libFuzzer mutates blind. The Swift
+## backtracer is off so that a trap is reported by libFuzzer with the failing line.
+FUZZ_COVERAGE := -Xswiftc -sanitize-coverage=edge,trace-cmp,inline-8bit-counters,pc-table -Xcc -fsanitize=fuzzer-no-link
 fuzz: deps
-	cd Fuzz && $(SWIFT) build --sanitize=fuzzer --sanitize=address
+	cd Fuzz && $(SWIFT) build --sanitize=fuzzer --sanitize=address $(FUZZ_COVERAGE)
 	@for t in wire shard jsonl; do \
 	  case $$t in wire) bin=FuzzWire;; shard) bin=FuzzShard;; jsonl) bin=FuzzJSONL;; esac; \
 	  mkdir -p Fuzz/.build/corpus-$$t; \
 	  echo "fuzzing $$t for $(FUZZ_SECONDS)s"; \
-	  Fuzz/.build/debug/$$bin -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
+	  SWIFT_BACKTRACE=enable=no Fuzz/.build/debug/$$bin -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
 	    -artifact_prefix=Fuzz/.build/ -print_final_stats=1 Fuzz/.build/corpus-$$t Fuzz/Corpus/$$t 2>&1 \
-	    | grep -E "stat::number_of_executed_units|ERROR|SUMMARY|crash-|Test unit written" ; \
+	    | grep -E "stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY|Fatal error|main.swift|crash-|Test unit written" ; \
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done
 

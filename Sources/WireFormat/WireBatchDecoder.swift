@@ -122,7 +122,13 @@ public struct WireBatchDecoder {
             total += k
             offsets[t + 1] = UInt32(total)
         }
+        let flagStart = r.offset
         let flagBytes = try r.bytes((positions + 7) / 8, s, "gold_forced")
+        // Padding bits past P must be 0, or two different bodies would decode to one batch.
+        if positions % 8 != 0, let last = flagBytes.last, last >> (positions % 8) != 0 {
+            throw WireError(offset: flagStart + flagBytes.count - 1, sequence: s,
+                            "gold_forced padding bits beyond position \(positions - 1) must be 0")
+        }
         let forced = (0..<positions).map { t in flagBytes[flagBytes.startIndex + t / 8] & (1 << (t % 8)) != 0 }
         try r.require(total * 8, s, "ids and logprobs (\(total) candidates)")
         let idsStart = r.offset

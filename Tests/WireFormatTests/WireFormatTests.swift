@@ -88,6 +88,8 @@ final class WireFormatTests: XCTestCase {
         assertRejects(b, offset: 36, sequence: 0, "token 1 is 10")
         b = exampleBytes(); b[44] = 9                               // k[0] = 9 > kMax + 1
         assertRejects(b, offset: 44, sequence: 0, position: 0, "k = 9, expected 1…5")
+        b = exampleBytes(); b[48] = 0x06                            // gold_forced bit 2 with P = 2
+        assertRejects(b, offset: 48, sequence: 0, "gold_forced padding bits beyond position 1 must be 0")
         b = exampleBytes(); b[57] = 12                              // ids[2] (position 1)
         assertRejects(b, offset: 57, sequence: 0, position: 1, "candidate id 12")
         b = exampleBytes(); b[61...64] = [0, 0, 0xC0, 0x7F]         // logprobs[0] = NaN
@@ -97,7 +99,8 @@ final class WireFormatTests: XCTestCase {
         assertRejects(exampleBytes() + [0], offset: 73, "1 trailing byte(s)")
     }
 
-    /// Every truncation is a clean error; every single-byte flip is an error or a well-formed batch.
+    /// Every truncation is a clean error; every single-byte flip is an error or a batch that
+    /// re-encodes to exactly the flipped bytes (nothing is silently reinterpreted).
     func testTruncationsAndFlipsNeverCrash() {
         let good = exampleBytes()
         for n in 0..<good.count {
@@ -107,7 +110,12 @@ final class WireFormatTests: XCTestCase {
         for _ in 0..<2000 {
             var b = good
             b[Int(rng.next() % UInt64(b.count))] ^= UInt8(1 << (rng.next() % 8))
-            if case .sets(let records)? = try? decode(b) { XCTAssertEqual(records.count, 1) }
+            if case .sets(let records)? = try? decode(b) {
+                XCTAssertEqual(records.count, 1)
+                var encoder = WireBatchEncoder(mode: .sets, vocabSize: 10)
+                records.forEach { encoder.append($0) }
+                XCTAssertEqual(Array(encoder.finish()), b, "an accepted flip does not re-encode to itself")
+            }
         }
     }
 }
