@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "logitctl", targets: ["logitctl"]),
         .executable(name: "logit-bench", targets: ["logit-bench"]),
         .executable(name: "logit-teach", targets: ["logit-teach"]),
+        .executable(name: "logit-train", targets: ["logit-train"]),
         .library(name: "LogitCore", targets: ["LogitCore"]),
         .library(name: "ShardFormat", targets: ["ShardFormat"]),
         .library(name: "Catalog", targets: ["Catalog"]),
@@ -66,7 +67,7 @@ let package = Package(
         // restricted-softmax losses (CE_S, KD) beside the full-vocabulary reference.
         .target(name: "Replay", dependencies: ["LogitCore", "ShardFormat", "Catalog", "COpenBLAS"]),
         // A small Llama-style decoder for the CPU and its byte-level BPE tokenizer.
-        .target(name: "TinyLM", dependencies: ["LogitCore", "COpenBLAS"]),
+        .target(name: "TinyLM", dependencies: ["LogitCore", "Optim", "COpenBLAS"]),
         // MoClip, AdamW, Adam-atan2 over named fp32 tensors.
         .target(name: "Optim"),
 
@@ -80,12 +81,17 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "logit-bench", dependencies: [
-            "LogitCore", "ShardFormat", "Catalog", "Optim", "Replay", "WireFormat", "LogitClient",
+            "LogitCore", "ShardFormat", "Catalog", "Optim", "Replay", "WireFormat", "LogitClient", "TinyLM",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Stage 0 teacher: selects candidate sets and records them.
         .executableTarget(name: "logit-teach", dependencies: [
-            "LogitCore", "Catalog",
+            "LogitCore", "Catalog", "LogitClient", "WireFormat", "TinyLM",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        // Pretraining, Stage 1 replay training and evaluation of TinyLM models.
+        .executableTarget(name: "logit-train", dependencies: [
+            "LogitCore", "Catalog", "Replay", "Optim", "TinyLM",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Writes and flushes sequences until killed; the crash tests SIGKILL it.
@@ -98,7 +104,7 @@ let package = Package(
         .testTarget(name: "ShardFormatTests", dependencies: ["ShardFormat", "LogitCore"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "ShardFormat", "LogitCore", "WireFormat"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim"]),
-        .testTarget(name: "TinyLMTests", dependencies: ["TinyLM"]),
+        .testTarget(name: "TinyLMTests", dependencies: ["TinyLM", "Optim", "Replay"]),
         .testTarget(name: "ReplayTests", dependencies: ["Replay", "Catalog", "ShardFormat", "LogitCore"]),
         .testTarget(name: "WireFormatTests", dependencies: ["WireFormat", "LogitCore"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "LogitClient", "Catalog", "WireFormat", "LogitCore"]),
