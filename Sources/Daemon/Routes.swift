@@ -13,6 +13,7 @@ import Synchronization
 ///     GET  /v1/datasets/{name}/stats         coverage from the catalog aggregates
 ///     POST /v1/datasets/{name}/seal          flush and seal open shards
 ///     POST /v1/datasets/{name}/sequences     append a batch; 200 only once durable
+///     POST /v1/datasets/{name}/keys          which of these keys are stored (teachers resume with it)
 ///     GET  /healthz  /readyz  /metrics
 struct Routes {
     let holder: ServiceHolder
@@ -56,6 +57,9 @@ struct Routes {
                 return Self.json(200, ["sealed": name])
             }
         }
+        v1.post(":name/keys") { request, context in
+            try await guarded("keys") { try await lookupKeys(request, name: try context.parameters.require("name")) }
+        }
         v1.post(":name/sequences") { request, context in
             try await guarded("append") { try await append(request, name: try context.parameters.require("name")) }
         }
@@ -93,6 +97,32 @@ struct Routes {
         let store = service.store
         let (info, created) = try await service.offload { try store.createDataset(spec) }
         return try Self.json(created ? 201 : 200, DatasetRequest(info.spec))
+    }
+
+    /// At most this many keys per lookup: bounds the work and the answer of one request.
+    static let maxLookupKeys = 10_000
+
+    /// `{"keys": [...]}` → `{"present": [...]}` (in request order): lets a teacher skip windows
+    /// already recorded before spending any model time on them.
+    func lookupKeys(_ request: Request, name: String) async throws -> Response {
+        let service = try holder.require()
+        let body = try await request.body.collect(upTo: 4 << 20)
+        let keys: [String]
+        do {
+            keys = try JSONDecoder().decode(KeyLookup.self, from: Data(buffer: body)).keys
+        } catch {
+            throw IngestError(status: 400, "key lookup JSON: expected {\"keys\": [string]}: \(error)")
+        }
+        guard keys.count <= Self.maxLookupKeys else {
+            throw IngestError(status: 413, "\(keys.count) keys in one lookup, the limit is \(Self.maxLookupKeys)")
+        }
+        let store = service.store
+        let present = try await service.offload {
+            let info = try store.dataset(named: name)
+            let found = try store.catalog.contentHashes(datasetId: info.id, keys: keys)
+            return keys.filter { found[$0] != nil }
+        }
+        return try Self.json(200, ["present": present])
     }
 
     func append(_ request: Request, name: String) async throws -> Response {
@@ -145,6 +175,8 @@ struct Routes {
         return response
     }
 }
+
+struct KeyLookup: Codable { var keys: [String] }
 
 /// The JSON of a dataset: `{"name", "vocab_size", "tau", "k_min", "k_max", "teacher_id",
 /// "tokenizer_id", "tokenizer_hash", "logprob_scale"}`; policy fields default to the standard policy.

@@ -57,6 +57,19 @@ public final class LogitClient: Sendable {
         _ = try await send("POST", "v1/datasets/\(dataset)/seal")
     }
 
+    /// The subset of `keys` already stored in the dataset (any number of keys; sent in chunks).
+    public func presentKeys(dataset: String, keys: [String]) async throws -> Set<String> {
+        var present = Set<String>()
+        for start in stride(from: 0, to: keys.count, by: 5_000) {
+            let chunk = Array(keys[start..<min(start + 5_000, keys.count)])
+            let body = try JSONSerialization.data(withJSONObject: ["keys": chunk])
+            let data = try await send("POST", "v1/datasets/\(dataset)/keys", body: body, contentType: "application/json").1
+            struct Answer: Decodable { var present: [String] }
+            present.formUnion(try JSONDecoder().decode(Answer.self, from: data).present)
+        }
+        return present
+    }
+
     /// Sets mode: the teacher chose the candidate sets.
     public func append(dataset: String, vocabSize: Int, records: [SequenceRecord]) async throws -> AppendResponse {
         var encoder = WireBatchEncoder(mode: .sets, vocabSize: vocabSize)

@@ -53,6 +53,28 @@ final class DaemonTests: XCTestCase {
         XCTAssertNil(try stored(daemon, "fresh0"), "nothing of a refused request may be written")
         let stats = try await client.stats(dataset: "domain")
         XCTAssertEqual(stats.sequences, 40)
+
+        // Key lookup (how a teacher resumes): exactly the stored keys, in any number of chunks.
+        let asked = (0..<6_000).map { "s\($0)" } + ["fresh0", "s3"]
+        let present = try await client.presentKeys(dataset: "domain", keys: asked)
+        XCTAssertEqual(present, Set(batch.map(\.key)))
+        do {
+            _ = try await client.presentKeys(dataset: "nope", keys: ["a"])
+            XCTFail("a lookup in an unknown dataset was answered")
+        } catch let e as LogitClientError {
+            XCTAssertEqual(e.status, 404)
+        }
+        var tooMany = URLRequest(url: daemon.baseURL.appendingPathComponent("v1/datasets/domain/keys"))
+        tooMany.httpMethod = "POST"
+        tooMany.httpBody = try JSONSerialization.data(withJSONObject: ["keys": (0..<10_001).map { "k\($0)" }])
+        let (body, response) = try await URLSession.shared.data(for: tooMany)
+        XCTAssertEqual((response as? HTTPURLResponse)?.statusCode, 413)
+        XCTAssertTrue(String(decoding: body, as: UTF8.self).contains("10001 keys in one lookup"))
+        var malformed = URLRequest(url: daemon.baseURL.appendingPathComponent("v1/datasets/domain/keys"))
+        malformed.httpMethod = "POST"
+        malformed.httpBody = Data("{\"keys\": 5}".utf8)
+        let (_, bad) = try await URLSession.shared.data(for: malformed)
+        XCTAssertEqual((bad as? HTTPURLResponse)?.statusCode, 400)
         XCTAssertEqual(daemon.stop(), 0)
     }
 
