@@ -68,6 +68,10 @@ let package = Package(
         .target(name: "Replay", dependencies: ["LogitCore", "ShardFormat", "Catalog", "COpenBLAS"]),
         // A small Llama-style decoder for the CPU and its byte-level BPE tokenizer.
         .target(name: "TinyLM", dependencies: ["LogitCore", "Optim", "COpenBLAS"]),
+        // The training loop shared by logit-train, logit-teach and logit-bench: corpora as token
+        // windows, one step (model → LM-head loss → backward → optimizer), evaluation, run
+        // directories, metrics, progress and plots.
+        .target(name: "Training", dependencies: ["LogitCore", "Catalog", "Replay", "Optim", "TinyLM"]),
         // MoClip, AdamW, Adam-atan2 over named fp32 tensors.
         .target(name: "Optim"),
 
@@ -81,17 +85,17 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "logit-bench", dependencies: [
-            "LogitCore", "ShardFormat", "Catalog", "Optim", "Replay", "WireFormat", "LogitClient", "TinyLM",
+            "LogitCore", "ShardFormat", "Catalog", "Optim", "Replay", "WireFormat", "LogitClient", "TinyLM", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Stage 0 teacher: selects candidate sets and records them.
         .executableTarget(name: "logit-teach", dependencies: [
-            "LogitCore", "Catalog", "LogitClient", "WireFormat", "TinyLM",
+            "LogitCore", "Catalog", "LogitClient", "WireFormat", "TinyLM", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Pretraining, Stage 1 replay training and evaluation of TinyLM models.
         .executableTarget(name: "logit-train", dependencies: [
-            "LogitCore", "Catalog", "Replay", "Optim", "TinyLM",
+            "LogitCore", "Catalog", "Replay", "Optim", "TinyLM", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Writes and flushes sequences until killed; the crash tests SIGKILL it.
@@ -105,6 +109,7 @@ let package = Package(
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "ShardFormat", "LogitCore", "WireFormat"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim"]),
         .testTarget(name: "TinyLMTests", dependencies: ["TinyLM", "Optim", "Replay"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "TinyLM", "Optim", "Replay", "Catalog", "LogitCore"]),
         .testTarget(name: "ReplayTests", dependencies: ["Replay", "Catalog", "ShardFormat", "LogitCore"]),
         .testTarget(name: "WireFormatTests", dependencies: ["WireFormat", "LogitCore"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "LogitClient", "Catalog", "WireFormat", "LogitCore"]),

@@ -1,0 +1,148 @@
+import Foundation
+import Optim
+import Replay
+import TinyLM
+
+/// The loop both training commands share: steps, metrics lines, progress, periodic held-out
+/// perplexity, checkpoints, and the loss plot at the end. The batch source is the caller's
+/// (random windows of a corpus, or the replay loader).
+public final class TrainingLoop {
+    public struct Settings: Sendable {
+        public var totalSteps: Int
+        public var evalEvery: Int
+        public var checkpointEvery: Int
+        public var evalLength: Int
+        public var evalTokens: Int
+        public var label: String
+        public init(totalSteps: Int, evalEvery: Int, checkpointEvery: Int, evalLength: Int, evalTokens: Int, label: String) {
+            self.totalSteps = totalSteps
+            self.evalEvery = evalEvery
+            self.checkpointEvery = checkpointEvery
+            self.evalLength = evalLength
+            self.evalTokens = evalTokens
+            self.label = label
+        }
+    }
+
+    /// What one step of the caller did.
+    public struct StepOutcome {
+        public var result: Trainer.Result
+        public var positions: Int
+        public var replay: ReplayState?
+        public init(result: Trainer.Result, positions: Int, replay: ReplayState? = nil) {
+            self.result = result
+            self.positions = positions
+            self.replay = replay
+        }
+    }
+
+    public let run: String
+    public let trainer: Trainer
+    public let tokenizer: ByteLevelBPE
+    public let settings: Settings
+    /// Held-out streams scored every `evalEvery` steps and at the end, by name.
+    public let evals: [(name: String, tokens: [UInt32])]
+    public private(set) var state: TrainerState
+    let metrics: MetricsLog
+
+    public init(run: String, trainer: Trainer, tokenizer: ByteLevelBPE, state: TrainerState, settings: Settings,
+                evals: [(name: String, tokens: [UInt32])]) throws {
+        self.run = run
+        self.trainer = trainer
+        self.tokenizer = tokenizer
+        self.state = state
+        self.settings = settings
+        self.evals = evals
+        metrics = try MetricsLog(path: run + "/metrics.jsonl")
+    }
+
+    /// Runs from `state.step` to `settings.totalSteps`, calling `step(s)` for each 1-based step.
+    public func run(_ step: (Int) throws -> StepOutcome) throws {
+        var progress = ProgressDisplay(total: settings.totalSteps, label: settings.label)
+        let resumedAt = state.step
+        if resumedAt >= settings.totalSteps {
+            progress.log("\(run) already finished its \(settings.totalSteps) steps; nothing to do")
+            return
+        }
+        if resumedAt > 0 { progress.log("resuming at step \(resumedAt) of \(settings.totalSteps)") }
+        if resumedAt == 0 { try evaluate(progress) }
+        var clock = Date()
+        var windowTokens = 0
+        var rate: Double?
+        while state.step < settings.totalSteps {
+            let s = state.step + 1
+            let started = Date()
+            let outcome = try step(s)
+            let seconds = Date().timeIntervalSince(started)
+            state.step = s
+            state.tokensSeen += outcome.positions
+            state.elapsedSeconds += seconds
+            if let r = outcome.replay { state.replay = r }
+            windowTokens += outcome.positions
+            let sinceClock = Date().timeIntervalSince(clock)
+            if sinceClock >= 2 || rate == nil {
+                rate = Double(windowTokens) / max(sinceClock, 1e-9)
+                clock = Date()
+                windowTokens = 0
+            }
+            let r = outcome.result
+            var line: [String: MetricValue] = [
+                "phase": .string(state.phase), "kind": "train", "step": .int(s), "loss": .double(r.loss.loss),
+                "ce": .double(r.loss.crossEntropy), "lr": .double(Double(r.telemetry.learningRate)),
+                "grad_norm": .double(r.gradNorm), "tokens": .int(state.tokensSeen),
+                "step_seconds": .double(seconds), "elapsed_seconds": .double(state.elapsedSeconds),
+                "clipped_fraction": .double(r.telemetry.clippedFraction),
+            ]
+            if r.loss.distillation != 0 { line["kd"] = .double(r.loss.distillation) }
+            try metrics.append(line)
+            progress.update(done: s, fields: String(format: "loss %.4f", r.loss.loss), rate: rate)
+            if settings.evalEvery > 0, s % settings.evalEvery == 0, s < settings.totalSteps { try evaluate(progress) }
+            if settings.checkpointEvery > 0, s % settings.checkpointEvery == 0, s < settings.totalSteps { try checkpoint() }
+        }
+        progress.finish()
+        try evaluate(progress)
+        try checkpoint()
+        try plot()
+    }
+
+    func evaluate(_ progress: ProgressDisplay) throws {
+        for e in evals {
+            let result = try Evaluation.perplexity(model: trainer.model, tokens: e.tokens, length: settings.evalLength,
+                                                   maxTokens: settings.evalTokens)
+            try metrics.append(["phase": .string(state.phase), "kind": "eval", "name": .string(e.name), "step": .int(state.step),
+                                "ce": .double(result.crossEntropy), "ppl": .double(result.perplexity),
+                                "eval_tokens": .int(result.tokens)])
+            progress.log(String(format: "step %d  %@ perplexity %.2f (%d tokens)", state.step, e.name, result.perplexity, result.tokens))
+        }
+    }
+
+    public func checkpoint() throws {
+        try metrics.sync()
+        try RunCheckpoint.save(to: RunCheckpoint.path(inRun: run), model: trainer.model, tokenizer: tokenizer,
+                               optimizer: trainer.optimizer, state: state)
+    }
+
+    /// `loss.svg`: the training loss (smoothed over 20 steps) and every held-out cross-entropy.
+    public func plot() throws {
+        let rows = try MetricsLog.read(path: run + "/metrics.jsonl")
+        var train: [(x: Double, y: Double)] = []
+        var window: [Double] = []
+        for row in rows where row["kind"] as? String == "train" {
+            guard let s = row["step"] as? Int, let l = row["loss"] as? Double else { continue }
+            window.append(l)
+            if window.count > 20 { window.removeFirst() }
+            train.append((Double(s), window.reduce(0, +) / Double(window.count)))
+        }
+        var series = [LossPlot.Series(name: "train loss", points: train)]
+        for e in evals {
+            let points = rows.compactMap { row -> (x: Double, y: Double)? in
+                guard row["kind"] as? String == "eval", row["name"] as? String == e.name,
+                      let s = row["step"] as? Int, let ce = row["ce"] as? Double else { return nil }
+                return (Double(s), ce)
+            }
+            series.append(LossPlot.Series(name: "\(e.name) CE", points: points))
+        }
+        try LossPlot(title: "\(settings.label): loss", xLabel: "step", yLabel: "nats / token", series: series)
+            .write(to: run + "/loss.svg")
+    }
+}
