@@ -33,13 +33,13 @@ test: deps
 	$(SWIFT) test --skip-build --parallel --num-workers $(TEST_WORKERS) --xunit-output .build/xunit.xml; \
 	  status=$$?; python3 scripts/test-summary.py .build/xunit.xml && exit $$status
 
-## quickstart: Stage 0 on the built-in synthetic teacher (V = 151,936, τ = 0.95, K ≤ 64):
-## select and record 20,000 positions, then report coverage and verify the cache.
-QUICKSTART_DIR ?= runs/quickstart
+## quickstart: the paper's experiment in miniature, end to end (see scripts/quickstart.sh):
+## corpora from Debian packages, pretrain a base model, logitd + teacher over the domain text,
+## coverage stats, four fine-tuning recipes, held-out evaluation, runs/quickstart/report.md.
+## `make quickstart QUICK=1` runs the same pipeline at toy size in a few minutes.
+QUICKSTART_DIR ?= runs/quickstart$(if $(QUICK),-quick,)
 quickstart: release
-	.build/release/logit-teach --cache $(QUICKSTART_DIR)/cache --dataset synthetic --positions 20000
-	.build/release/logitctl stats $(QUICKSTART_DIR)/cache --dataset synthetic
-	.build/release/logitctl verify $(QUICKSTART_DIR)/cache
+	scripts/quickstart.sh $(QUICKSTART_DIR) $(if $(QUICK),quick,full)
 
 ## fuzz: libFuzzer (with AddressSanitizer) on every parser of untrusted bytes — the ingest
 ## body, shard files, JSONL lines. FUZZ_SECONDS per target (CI runs a short pass).
@@ -70,6 +70,7 @@ bench: release
 	.build/release/logit-bench loss --json
 	.build/release/logit-bench replay --json
 	.build/release/logit-bench chaos --rounds 5 --json
+	.build/release/logit-bench train --json
 
 clean:
 	rm -rf .build

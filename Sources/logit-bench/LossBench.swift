@@ -25,25 +25,8 @@ struct LossBench: ParsableCommand {
     func run() throws {
         guard hidden >= 1, vocab >= 2, positions >= 1 else { throw ValidationError("need d ≥ 1, V ≥ 2, N ≥ 1") }
         let t0 = now()
-        let teacher = SyntheticTeacher()
-        var offsets: [UInt32] = [0], ids: [UInt32] = [], lps: [Float] = [], gold: [UInt32] = []
         // The format benchmark's candidate sets, folded into V by id mod V (first occurrence kept).
-        let (selected, golds) = try SyntheticSets.select(teacher: teacher, policy: .default, positions: positions)
-        var seen = [Bool](repeating: false, count: vocab)
-        for (set, g) in zip(selected, golds) {
-            var kept: [UInt32] = []
-            for (id, lp) in zip(set.ids, set.logprobs) {
-                let v = Int(id) % vocab
-                if seen[v] { continue }
-                seen[v] = true
-                kept.append(UInt32(v))
-                ids.append(UInt32(v))
-                lps.append(lp)
-            }
-            for v in kept { seen[Int(v)] = false }
-            offsets.append(UInt32(ids.count))
-            gold.append(g % UInt32(vocab))
-        }
+        let (offsets, ids, lps, gold) = try SyntheticSets.folded(positions: positions, vocab: vocab)
         let meanK = Double(ids.count) / Double(positions)
         let mask = [UInt8](repeating: 1, count: positions)
         var rng = SplitMix64(seed: 0x105_5BE4C)

@@ -31,4 +31,26 @@ enum SyntheticSets {
         return (sets, golds)
     }
 
+    /// The sets in flat CSR form with ids folded into a smaller vocabulary by `id mod vocab` (a
+    /// folded duplicate keeps its first, more probable, occurrence; the gold stays in its set):
+    /// how the benchmarks give a student of vocabulary V realistic teacher sets.
+    static func folded(positions: Int, vocab: Int) throws -> (offsets: [UInt32], ids: [UInt32], logprobs: [Float], golds: [UInt32]) {
+        let (selected, golds) = try select(teacher: SyntheticTeacher(), policy: .default, positions: positions)
+        var offsets: [UInt32] = [0], ids: [UInt32] = [], lps: [Float] = [], gold: [UInt32] = []
+        var seen = [Bool](repeating: false, count: vocab)
+        for (set, g) in zip(selected, golds) {
+            let first = ids.count
+            for (id, lp) in zip(set.ids, set.logprobs) {
+                let v = Int(id) % vocab
+                if seen[v] { continue }
+                seen[v] = true
+                ids.append(UInt32(v))
+                lps.append(lp)
+            }
+            for j in first..<ids.count { seen[Int(ids[j])] = false }
+            offsets.append(UInt32(ids.count))
+            gold.append(g % UInt32(vocab))
+        }
+        return (offsets, ids, lps, gold)
+    }
 }
