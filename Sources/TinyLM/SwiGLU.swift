@@ -1,0 +1,54 @@
+import Foundation
+
+/// The SwiGLU MLP: `out = (silu(x·W_gateᵀ) ⊙ x·W_upᵀ) · W_downᵀ`, silu(g) = g·σ(g).
+///
+/// Forward keeps g = x·W_gateᵀ, u = x·W_upᵀ and h = silu(g) ⊙ u ([n × ffn] each). Backward:
+///   dh = dout·W_down,  dW_down += doutᵀ·h,
+///   dg = dh ⊙ u ⊙ σ(g)(1 + g(1 − σ(g))),  du = dh ⊙ silu(g),
+///   dx = dg·W_gate + du·W_up,  dW_gate += dgᵀ·x,  dW_up += duᵀ·x.
+enum SwiGLU {
+    /// Adds the MLP output into `out` (the residual stream).
+    static func forward(x: UnsafePointer<Float>, wGate: UnsafePointer<Float>, wUp: UnsafePointer<Float>,
+                        wDown: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>, u: UnsafeMutablePointer<Float>,
+                        h: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, n: Int, d: Int, ffn: Int) {
+        Gemm.linear(x, wGate, g, n: n, inFeatures: d, outFeatures: ffn)
+        Gemm.linear(x, wUp, u, n: n, inFeatures: d, outFeatures: ffn)
+        nonisolated(unsafe) let g = g, u = u, h = h
+        let total = n * ffn
+        let tasks = taskCount(items: n, work: total)
+        parallelTasks(tasks) { task in
+            let range = share(task, of: tasks, n)
+            for i in (range.lowerBound * ffn)..<(range.upperBound * ffn) {
+                let gi = g[i]
+                h[i] = gi / (1 + expf(-gi)) * u[i]
+            }
+        }
+        Gemm.linear(h, wDown, out, n: n, inFeatures: ffn, outFeatures: d, accumulate: true)
+    }
+
+    /// `dx` is overwritten. `dh` and `du` are [n × ffn] scratch.
+    static func backward(dOut: UnsafePointer<Float>, x: UnsafePointer<Float>, g: UnsafePointer<Float>,
+                         u: UnsafePointer<Float>, h: UnsafePointer<Float>,
+                         wGate: UnsafePointer<Float>, wUp: UnsafePointer<Float>, wDown: UnsafePointer<Float>,
+                         dWGate: UnsafeMutablePointer<Float>, dWUp: UnsafeMutablePointer<Float>, dWDown: UnsafeMutablePointer<Float>,
+                         dx: UnsafeMutablePointer<Float>, dh: UnsafeMutablePointer<Float>, du: UnsafeMutablePointer<Float>,
+                         n: Int, d: Int, ffn: Int) {
+        Gemm.linearInputGrad(dOut, wDown, dh, n: n, inFeatures: ffn, outFeatures: d, accumulate: false)
+        Gemm.linearWeightGrad(dOut, h, dWDown, n: n, inFeatures: ffn, outFeatures: d)
+        nonisolated(unsafe) let g = g, u = u, dh = dh, du = du
+        let tasks = taskCount(items: n, work: n * ffn)
+        parallelTasks(tasks) { task in
+            let range = share(task, of: tasks, n)
+            for i in (range.lowerBound * ffn)..<(range.upperBound * ffn) {
+                let gi = g[i], sig = 1 / (1 + expf(-gi))
+                let d = dh[i]
+                du[i] = d * gi * sig
+                dh[i] = d * u[i] * sig * (1 + gi * (1 - sig))   // dh becomes dg
+            }
+        }
+        Gemm.linearInputGrad(dh, wGate, dx, n: n, inFeatures: d, outFeatures: ffn, accumulate: false)
+        Gemm.linearInputGrad(du, wUp, dx, n: n, inFeatures: d, outFeatures: ffn, accumulate: true)
+        Gemm.linearWeightGrad(dh, x, dWGate, n: n, inFeatures: d, outFeatures: ffn)
+        Gemm.linearWeightGrad(du, x, dWUp, n: n, inFeatures: d, outFeatures: ffn)
+    }
+}
