@@ -101,3 +101,12 @@ extension LossChoice {
         }
     }
 }
+
+extension LRSchedule {
+    /// The schedule of both training commands: linear warmup over `warmup` steps, cosine decay to
+    /// a tenth of the peak at the last step. Valid for every `steps ≥ 1` (a one-step run uses the peak).
+    public static func training(peak: Float, warmup: Int, steps: Int) -> LRSchedule {
+        let w = max(warmup, 1)
+        return .warmupCosine(peak: peak, warmupSteps: w, totalSteps: max(steps, w + 1), minimum: peak / 10)
+    }
+}

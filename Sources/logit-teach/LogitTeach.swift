@@ -63,7 +63,13 @@ struct LogitTeach: AsyncParsableCommand {
                 throw ValidationError("--daemon '\(daemon!)' is not an http(s) URL")
             }
             let client = LogitClient(baseURL: url, token: ProcessInfo.processInfo.environment["LOGITD_TOKEN"])
-            guard await client.ready() else { throw ValidationError("logitd at \(url) is not ready (GET /readyz failed)") }
+            // A daemon that just started is recovering its cache: wait for it, up to a minute.
+            var ready = await client.ready()
+            for _ in 0..<600 where !ready {
+                try await Task.sleep(for: .milliseconds(100))
+                ready = await client.ready()
+            }
+            guard ready else { throw ValidationError("logitd at \(url) did not become ready within 60 s (GET /readyz)") }
             sink = .daemon(client)
         }
         let policy = SelectionPolicy(tau: tau, kMin: kmin, kMax: kmax)

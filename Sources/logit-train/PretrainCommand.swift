@@ -72,7 +72,7 @@ struct Pretrain: ParsableCommand {
             let resuming = FileManager.default.fileExists(atPath: checkpoint + "/trainer.json")
             let model = resuming ? try RunCheckpoint.loadModel(checkpoint).model
                 : try TinyLMModel(config: TinyLMConfig.preset(size, vocabSize: tok.vocabSize, maxSequenceLength: max(seqLen, 256)), seed: seed)
-            let schedule = LRSchedule.warmupCosine(peak: lr, warmupSteps: max(warmup, 1), totalSteps: steps, minimum: lr / 10)
+            let schedule = LRSchedule.training(peak: lr, warmup: warmup, steps: steps)
             let optimizer = try OptimizerChoice.adamw.make(store: model.store, schedule: schedule, weightDecay: weightDecay)
             let state = resuming ? try RunCheckpoint.loadTrainingState(checkpoint, into: optimizer)
                 : TrainerState(phase: "pretrain", step: 0, totalSteps: steps, tokensSeen: 0, elapsedSeconds: 0)

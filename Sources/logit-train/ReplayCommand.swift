@@ -74,7 +74,7 @@ struct ReplayTrain: ParsableCommand {
             ], mustMatch: ["cache_snapshot", "dataset", "init_sha256", "optimizer", "loss", "kd_alpha", "rank", "world_size",
                            "steps", "batch_tokens", "seq_len", "lr", "warmup", "seed"])
             let options = ReplayOptions(seed: seed, rank: rank, worldSize: worldSize, maxTokens: batchTokens, maxSequenceLength: seqLen)
-            let schedule = LRSchedule.warmupCosine(peak: lr, warmupSteps: max(warmup, 1), totalSteps: steps, minimum: lr / 10)
+            let schedule = LRSchedule.training(peak: lr, warmup: warmup, steps: steps)
             let opt = try optimizer.make(store: model.store, schedule: schedule, weightDecay: weightDecay)
             var state = resuming ? try RunCheckpoint.loadTrainingState(checkpoint, into: opt)
                 : TrainerState(phase: "replay", step: 0, totalSteps: steps, tokensSeen: 0, elapsedSeconds: 0)

@@ -8,7 +8,7 @@ import XCTest
 
 /// The training step and loop on a real (toy) TinyLM model.
 final class TrainerTests: XCTestCase {
-    static let vocab = 96
+    static let vocab = 300
 
     func toyModel(seed: UInt64 = 3) throws -> TinyLMModel {
         try TinyLMModel(config: TinyLMConfig.preset("toy", vocabSize: Self.vocab, maxSequenceLength: 64), seed: seed)
@@ -95,7 +95,8 @@ final class TrainerTests: XCTestCase {
     /// stopped: the schedule, the batches and the optimizer moments all continue exactly.
     func testResumedRunEndsBitIdenticalToAnUninterruptedOne() throws {
         let tokens = stream(2000)
-        let tokenizer = try ByteLevelBPE.train(corpus: ["abc abd abe"], vocabSize: 256 + 1)
+        let tokenizer = try ByteLevelBPE.train(corpus: [try String(contentsOfFile: "/usr/share/common-licenses/GPL-3", encoding: .utf8)],
+                                               vocabSize: Self.vocab)
         func loop(_ run: String, model: TinyLMModel, optimizer: any Optimizer, state: TrainerState) throws -> TrainingLoop {
             let trainer = Trainer(model: model, loss: FullSoftmaxLoss(), optimizer: optimizer, gradClip: 1)
             return try TrainingLoop(run: run, trainer: trainer, tokenizer: tokenizer, state: state, settings: .init(
@@ -135,8 +136,10 @@ final class TrainerTests: XCTestCase {
         let l3 = try loop(broken, model: m3, optimizer: o3, state: resumed)
         try l3.run(body(l3))
 
-        XCTAssertEqual(try ModelCheckpoint.hash(of: RunCheckpoint.path(inRun: straight)), try ModelCheckpoint.hash(of: checkpoint),
-                       "the resumed run's weights differ from the uninterrupted run's")
+        let a = try RunCheckpoint.loadModel(RunCheckpoint.path(inRun: straight)).model, b = try RunCheckpoint.loadModel(checkpoint).model
+        for (x, y) in zip(a.store.tensors, b.store.tensors) {
+            XCTAssertTrue(x.value.elementsEqual(y.value), "tensor \(x.name) of the resumed run differs from the uninterrupted run's")
+        }
         XCTAssertEqual(l3.state.tokensSeen, l1.state.tokensSeen)
         let trainLines = try MetricsLog.read(path: broken + "/metrics.jsonl").filter { $0["kind"] as? String == "train" }
         XCTAssertEqual(trainLines.compactMap { $0["step"] as? Int }, [1, 2, 3, 4, 5, 5, 6, 7, 8],
