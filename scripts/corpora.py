@@ -750,6 +750,10 @@ def split_chunks(paragraphs: list[str]) -> tuple[list[str], list[str], int]:
 
 def build(out_dir: Path, versions: dict[str, str | None], log) -> dict:
     """Writes the four corpora and manifest.json into out_dir (which must be empty)."""
+    buildable = [s for s in SOURCES if s.corpus == "domain" and all(versions.get(p) for p in s.packages)]
+    if len(buildable) < MIN_DOMAIN_SOURCES:  # fail before minutes of extraction, not after
+        raise CorpusError(f"only {len(buildable)} domain sources have their packages installed "
+                          f"({', '.join(s.name for s in buildable) or 'none'}); at least {MIN_DOMAIN_SOURCES} are required")
     texts = {name: [] for name in OUTPUTS}
     manifest_sources = []
     usable = {"general": 0, "domain": 0}
