@@ -41,6 +41,18 @@ QUICKSTART_DIR ?= runs/quickstart$(if $(QUICK),-quick,)
 quickstart: release
 	scripts/quickstart.sh $(QUICKSTART_DIR) $(if $(QUICK),quick,full)
 
+## corpora: general-English (World English Bible, KJV) and communication-technology (kernel
+## networking docs, BIND 9 manual, Wireshark guide, networking man7 pages, FOLDOC) text from
+## Debian packages, split 95/5 into train/held-out; installs what it needs, reuses up-to-date
+## outputs (CORPORA_FLAGS=--force rebuilds, --check verifies determinism). See scripts/README.md.
+CORPORA_DIR ?= runs/corpora
+CORPORA_FLAGS ?=
+.PHONY: corpora
+corpora:
+	@command -v python3 >/dev/null || { if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3; }
+	python3 scripts/corpora.py --out $(CORPORA_DIR) $(CORPORA_FLAGS)
+
 ## fuzz: libFuzzer (with AddressSanitizer) on every parser of untrusted bytes — the ingest
 ## body, shard files, JSONL lines. FUZZ_SECONDS per target (CI runs a short pass).
 FUZZ_SECONDS ?= 15
