@@ -25,6 +25,8 @@ struct IngestBench: AsyncParsableCommand {
     @Option(help: "Sequences per request.") var batch: Int = 4
     @Option(help: "Distinct selected positions to draw from (sets mode).") var pool: Int = 4096
     @Option(help: "Logits rows per request (logits mode).") var rowsPerRequest: Int = 32
+    @Flag(help: "Measure only the storage engine written directly (sets mode): for profiling it, e.g. under callgrind.")
+    var directOnly = false
     @Flag(help: "Print only the JSON line.") var json = false
 
     func run() async throws {
@@ -83,10 +85,18 @@ struct IngestBench: AsyncParsableCommand {
         let totalPositions = mode == "sets" ? requests * batch * perSequence : bodies.count * rowsPerRequest
         let clientCount = mode == "sets" ? clients : min(clients, 2)
 
-        // 1. Through HTTP.
         let cache = FileManager.default.temporaryDirectory.path + "/logit-bench-ingest-\(getpid())"
         try? FileManager.default.removeItem(atPath: cache)
         defer { try? FileManager.default.removeItem(atPath: cache) }
+        if directOnly {
+            guard mode == "sets" else { throw ValidationError("--direct-only measures sets mode") }
+            let rate = try Self.direct(cache: cache + "/direct", spec: spec, batches: recordsForDirect, threads: clientCount,
+                                       positions: totalPositions)
+            printJSONLine(["mode": mode, "positions": totalPositions, "direct_positions_per_s": rate, "clients": clientCount])
+            return
+        }
+
+        // 1. Through HTTP.
         let daemon = try BenchDaemon(binary: logitd, cache: cache + "/http")
         defer { daemon.stop() }
         try await daemon.waitReady()
@@ -116,15 +126,8 @@ struct IngestBench: AsyncParsableCommand {
         // 2. Direct: the storage engine, same batches, as many writer threads, durable acks.
         var directRate = 0.0
         if mode == "sets" {
-            let store = try CacheStore(directory: cache + "/direct")
-            try store.createDataset(spec)
-            let directQueue = WorkQueue(count: recordsForDirect.count)
-            let batches = recordsForDirect
-            let t0 = now()
-            DispatchQueue.concurrentPerform(iterations: clientCount) { _ in
-                while let i = directQueue.next() { _ = try? store.appendDurably(dataset: "bench", records: batches[i]) }
-            }
-            directRate = Double(totalPositions) / (now() - t0)
+            directRate = try Self.direct(cache: cache + "/direct", spec: spec, batches: recordsForDirect, threads: clientCount,
+                                         positions: totalPositions)
         }
 
         let rate = Double(totalPositions) / httpSeconds
@@ -145,6 +148,25 @@ struct IngestBench: AsyncParsableCommand {
     }
 }
 
+extension IngestBench {
+    /// The storage engine written directly: the same batches from as many writer threads, durable acks.
+    static func direct(cache: String, spec: DatasetSpec, batches: [[SequenceRecord]], threads: Int, positions: Int) throws -> Double {
+        let store = try CacheStore(directory: cache)
+        try store.createDataset(spec)
+        let queue = WorkQueue(count: batches.count)
+        let failures = WorkQueue(count: Int.max)
+        let t0 = now()
+        DispatchQueue.concurrentPerform(iterations: threads) { _ in
+            while let i = queue.next() {
+                do { _ = try store.appendDurably(dataset: "bench", records: batches[i]) } catch { _ = failures.next() }
+            }
+        }
+        let seconds = now() - t0
+        guard failures.peek == 0 else { throw ValidationError("\(failures.peek) direct append(s) failed") }
+        return Double(positions) / seconds
+    }
+}
+
 /// Hands out 0..<count once each, to concurrent workers.
 final class WorkQueue: @unchecked Sendable {
     private let lock = NSLock()
@@ -157,6 +179,12 @@ final class WorkQueue: @unchecked Sendable {
         guard nextIndex < count else { return nil }
         nextIndex += 1
         return nextIndex - 1
+    }
+    /// How many indices were handed out.
+    var peek: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return nextIndex
     }
 }
 
