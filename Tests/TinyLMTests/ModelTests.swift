@@ -157,6 +157,16 @@ final class ModelTests: XCTestCase {
         rejects([1, 2, 3], [0, 2, 1, 3], "decrease at row 1")
         rejects([1, 2, 3], [0], "rows + 1")
         rejects(Array(repeating: 1, count: 9), [0, 9], "row 0 has 9 tokens, expected at most maxSequenceLength 8")
+        // Attention probabilities are quadratic in row length: refused before allocation.
+        let long = try toyModel(maxSequence: 8192)
+        XCTAssertThrowsError(try hidden(long, Array(repeating: 1, count: 16384), [0, 8192, 16384])) { e in
+            XCTAssertTrue("\(e)".contains("rows up to 1 need 536870912 attention probabilities"), "\(e)")
+        }
+        // An empty batch (and empty rows) is valid and yields no hidden states.
+        XCTAssertEqual(try hidden(model, [], [0, 0, 0]), [])
+        let h = try hidden(model, [1, 2], [0, 0, 2, 2])
+        XCTAssertEqual(h.count, 2 * model.config.dModel)
+        assertClose(h.map(Double.init), try hidden(model, [1, 2], [0, 2]).map(Double.init), abs: 1e-6, rel: 1e-6, "empty rows")
         let fresh = try toyModel()
         XCTAssertThrowsError(try fresh.backward(dHidden: UnsafeBufferPointer(start: nil, count: 0))) { e in
             XCTAssertTrue("\(e)".contains("before any forward"), "\(e)")
