@@ -97,12 +97,16 @@ enum Safetensors {
             }
         }
 
-        let expectedShapes = Dictionary(expected.map { ($0.name, $0.shape) }, uniquingKeysWith: { a, _ in a })
+        // Unknown names first, then the expected tensors in layout order, so the error names
+        // the same tensor on every run (dictionary order is randomised per process).
+        if let unknown = root.keys.filter({ $0 != metadataKey }).sorted().first(where: { name in
+            !expected.contains(where: { $0.name == name })
+        }) {
+            throw fail("unknown tensor '\(unknown)': this model has no tensor of that name")
+        }
         var ranges: [String: Range<Int>] = [:]
-        for (name, raw) in root where name != metadataKey {
-            guard let shapeExpected = expectedShapes[name] else {
-                throw fail("unknown tensor '\(name)': this model has no tensor of that name")
-            }
+        for (name, shapeExpected) in expected {
+            guard let raw = root[name] else { throw fail("tensor '\(name)' (shape \(shapeExpected)) is missing") }
             guard let entry = raw as? [String: Any] else { throw fail("tensor '\(name)': entry is not an object") }
             let extraKeys = Set(entry.keys).subtracting(["dtype", "shape", "data_offsets"])
             guard extraKeys.isEmpty else { throw fail("tensor '\(name)': unexpected keys \(extraKeys.sorted())") }
@@ -121,15 +125,12 @@ enum Safetensors {
             guard begin <= end, end <= dataBytes else {
                 throw fail("tensor '\(name)': data_offsets [\(begin), \(end)] outside the \(dataBytes) data bytes")
             }
-            // Shapes are already equal to the expected (validated, capped) ones: no overflow here.
+            // The shape equals the expected (validated, capped) one: no overflow here.
             let bytes = shape.reduce(1, *) * 4
             guard end - begin == bytes else {
                 throw fail("tensor '\(name)': data_offsets span \(end - begin) bytes, expected shape product × 4 = \(bytes)")
             }
             ranges[name] = begin..<end
-        }
-        for (name, shape) in expected where ranges[name] == nil {
-            throw fail("tensor '\(name)' (shape \(shape)) is missing")
         }
         // Contiguous and non-overlapping: sorted by start, each begins where the previous ends,
         // from 0 to exactly the end of the file.

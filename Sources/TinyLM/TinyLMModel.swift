@@ -53,6 +53,9 @@ public final class TinyLMModel: @unchecked Sendable {
 
     /// Largest packed batch accepted (tokens): keeps every buffer size and sgemm dimension sane.
     public static let maxBatchTokens = 1 << 20
+    /// Largest attention-probability store per layer (heads · Σ rows L², floats): 1 GiB. Long
+    /// rows cost quadratically; past this the batch is refused instead of exhausting memory.
+    public static let maxAttentionFloats = 1 << 28
 
     /// Builds the model with deterministic weights drawn from `seed` (see `ModelParameters`).
     public convenience init(config: TinyLMConfig, seed: UInt64) throws {
@@ -227,6 +230,9 @@ public final class TinyLMModel: @unchecked Sendable {
             }
             probOffsets.append(probTotal)
             probTotal += config.heads * len * len
+            guard probTotal <= Self.maxAttentionFloats else {
+                throw ModelError.invalidInput("rows up to \(r) need \(probTotal) attention probabilities per layer (heads · Σ length²), expected at most \(Self.maxAttentionFloats); use fewer or shorter rows")
+            }
             maxRowLength = max(maxRowLength, len)
             for p in 0..<len { positions.append(Int32(p)) }
         }
