@@ -30,6 +30,7 @@ release: deps
 ## test: build and run the whole test suite (the README's test command).
 test: deps
 	$(SWIFT) build --build-tests
+	$(SWIFT) build -c release   # the quickstart test runs the release binaries (toy training is slow in debug)
 	$(SWIFT) test --skip-build --parallel --num-workers $(TEST_WORKERS) --xunit-output .build/xunit.xml; \
 	  status=$$?; python3 scripts/test-summary.py .build/xunit.xml && exit $$status
 

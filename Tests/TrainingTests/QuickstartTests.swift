@@ -8,9 +8,27 @@ import XCTest
 /// the binaries this test run was built with. Needs the Debian text packages (the corpora script
 /// installs them; CI runs as root).
 final class QuickstartTests: XCTestCase {
+    /// The release binaries when they are at least as new as this test run's debug build (`make
+    /// test` builds both; toy training in a debug build takes minutes instead of seconds), else
+    /// the debug ones.
+    static func binaries(root: String) -> String {
+        let debug = URL(fileURLWithPath: PipelineTests.binary("logit-train")).deletingLastPathComponent().path
+        let release = root + "/.build/release"
+        func modified(_ path: String) -> Date? {
+            (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
+        }
+        for name in ["logit-train", "logit-teach", "logitd", "logitctl"] {
+            guard let r = modified(release + "/" + name), let d = modified(debug + "/" + name), r >= d else {
+                print("quickstart test: using the debug binaries in \(debug) (release \(name) missing or older)")
+                return debug
+            }
+        }
+        return release
+    }
+
     func testQuickQuickstartWritesAnHonestReport() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-        let bin = URL(fileURLWithPath: PipelineTests.binary("logit-train")).deletingLastPathComponent().path
+        let bin = Self.binaries(root: root)
         let out = NSTemporaryDirectory() + "quickstart-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: out) }
         let process = Process()
