@@ -104,6 +104,7 @@ struct IngestBench: AsyncParsableCommand {
         try await client.createDataset(spec)
         let queue = WorkQueue(count: bodies.count)
         let allBodies = bodies
+        let daemonCPU0 = daemon.cpuSeconds(), clientCPU0 = processCPUSeconds()
         let started = now()
         let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
             for _ in 0..<clientCount {
@@ -121,6 +122,9 @@ struct IngestBench: AsyncParsableCommand {
             return try await group.reduce(into: [Double]()) { $0 += $1 }
         }.sorted()
         let httpSeconds = now() - started
+        // Where the CPU went: clients and daemon share this machine's cores, so the split says
+        // which side bounds the figure.
+        let daemonCPU = daemon.cpuSeconds() - daemonCPU0, clientCPU = processCPUSeconds() - clientCPU0
         let rssMB = daemon.peakRSSMegabytes()
 
         // 2. Direct: the storage engine, same batches, as many writer threads, durable acks.
@@ -137,11 +141,15 @@ struct IngestBench: AsyncParsableCommand {
         }
         if mode == "sets" {
             printJSONLine(["mode": mode, "positions": totalPositions, "positions_per_s": rate, "direct_positions_per_s": directRate,
+                           "daemon_cpu_us_per_position": daemonCPU / Double(totalPositions) * 1e6,
+                           "client_cpu_us_per_position": clientCPU / Double(totalPositions) * 1e6,
                            "http_over_direct": rate / max(directRate, 1e-9), "ack_latency_p50_ms": pct(0.5),
                            "ack_latency_p99_ms": pct(0.99), "peak_rss_mb": rssMB, "clients": clientCount,
                            "request_bytes_mean": Double(bodies.reduce(0) { $0 + $1.count }) / Double(bodies.count)])
         } else {
             printJSONLine(["mode": mode, "vocab": vocab, "positions": totalPositions, "positions_per_s": rate,
+                           "daemon_cpu_us_per_position": daemonCPU / Double(totalPositions) * 1e6,
+                           "client_cpu_us_per_position": clientCPU / Double(totalPositions) * 1e6,
                            "ack_latency_p50_ms": pct(0.5), "ack_latency_p99_ms": pct(0.99), "peak_rss_mb": rssMB,
                            "clients": clientCount])
         }
@@ -220,6 +228,16 @@ final class BenchDaemon: Sendable {
         throw ValidationError("logitd never became ready")
     }
 
+    /// User + system CPU time the daemon has used so far (/proc/PID/stat).
+    func cpuSeconds() -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return .nan }
+        // Fields after "comm)": state is field 3, utime 14 and stime 15.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return .nan }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
     /// VmHWM of the daemon: its peak resident memory.
     func peakRSSMegabytes() -> Double {
         guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
@@ -235,3 +253,10 @@ final class BenchDaemon: Sendable {
     }
 }
 
+/// User + system CPU time of this process so far.
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) * 1e-6
+        + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) * 1e-6
+}
