@@ -191,6 +191,28 @@ final class CatalogChecksumTests: XCTestCase {
         }
     }
 
+    /// The `logitctl verify` binary on a catalog that cannot even be opened still names the frame.
+    func testLogitctlVerifyNamesADamagedWALFrame() throws {
+        let logitctl = productPath("logitctl")
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: logitctl), "logitctl not built at \(logitctl)")
+        let (dir, _) = try makeWALSnapshot()
+        let walPath = dir + "/catalog.sqlite-wal"
+        let pageSize = be16(try bytes(dir + "/catalog.sqlite"), 16)
+        let (frame, page) = try XCTUnwrap(supersededFrames(try bytes(walPath), pageSize: pageSize).first)
+        try flip(walPath, at: 32 + frame * (pageSize + 24) + 24 + 100)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: logitctl)
+        process.arguments = ["verify", dir]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 1, text)
+        XCTAssertTrue(text.contains("problem: catalog.sqlite-wal: frame \(frame + 1) (page \(page),"), text)
+    }
+
     func testAFormatOneCatalogIsRefusedWithAClearMessage() throws {
         let dir = makeTemporaryDirectory()
         try DatabaseQueue(path: dir + "/catalog.sqlite").write { try $0.execute(sql: "CREATE TABLE dataset (id INTEGER PRIMARY KEY)") }
