@@ -83,7 +83,7 @@ public struct CatalogFileAudit: Sendable {
                 if offset <= CatalogFileFormat.lockByteOffset && CatalogFileFormat.lockByteOffset < offset + UInt64(ps) { continue }
                 pagesChecked += 1
                 let page = buffer.baseAddress!.advanced(by: i * ps).assumingMemoryBound(to: UInt8.self)
-                if logit_catalog_page_checksum_ok(page, ps) == 0 {
+                if logit_catalog_page_checksum_ok(page, ps) == 0 && !Self.settlesClean(fd: fd, offset: offset, pageSize: ps) {
                     bad += 1
                     if bad <= Self.listLimit {
                         problem(path, "page \(first + i + 1) (byte offset \(offset)): page checksum mismatch, the page is not what was written")
@@ -96,6 +96,18 @@ public struct CatalogFileAudit: Sendable {
         return ps
     }
 
+    /// Re-reads a page that failed its check: a page being written while it was read (a
+    /// checkpoint beside a live writer) can be seen half old, half new. Damage stays.
+    private static func settlesClean(fd: Int32, offset: UInt64, pageSize ps: Int) -> Bool {
+        var page = [UInt8](repeating: 0, count: ps)
+        for _ in 0..<3 {
+            usleep(10_000)
+            let read = page.withUnsafeMutableBytes { pread(fd, $0.baseAddress, ps, off_t(offset)) }
+            if read == ps && logit_catalog_page_checksum_ok(page, ps) != 0 { return true }
+        }
+        return false
+    }
+
     /// One frame as found in the WAL file.
     private struct Frame {
         var page: UInt32
@@ -106,7 +118,28 @@ public struct CatalogFileAudit: Sendable {
         var pageOK: Bool
     }
 
+    /// Audits the WAL; findings are confirmed by re-reading until two reads agree, because a WAL
+    /// read while a writer appends (or restarts it after a checkpoint) is not a consistent
+    /// snapshot. Damage reads the same every time; a race does not.
     private mutating func auditWAL(path: String, pageSize ps: Int) {
+        var previous: CatalogFileAudit?
+        for attempt in 0..<6 {
+            if attempt > 0 { usleep(20_000) }
+            var one = CatalogFileAudit()
+            one.auditWALOnce(path: path, pageSize: ps)
+            if one.problems.isEmpty || (one.problems == previous?.problems && one.walLoss == previous?.walLoss) {
+                previous = one
+                break
+            }
+            previous = one
+        }
+        guard let result = previous else { return }
+        problems += result.problems
+        framesChecked += result.framesChecked
+        walLoss = result.walLoss
+    }
+
+    private mutating func auditWALOnce(path: String, pageSize ps: Int) {
         guard FileOps.exists(path) else { return }
         guard let data = FileManager.default.contents(atPath: path) else { problem(path, "cannot be read"); return }
         if data.isEmpty { return }
