@@ -22,8 +22,8 @@ struct VerifyCommand: ParsableCommand {
                 store = try CacheStore(directory: cacheDir, mode: quarantine ? .write : .readOnly)
             } catch {
                 // A catalog too damaged to open: still say what is wrong with its files, page by page.
-                switch error as? StoreError {
-                case .corrupt?, .catalog?: break
+                switch error {
+                case .corrupt, .catalog: break
                 default: throw error
                 }
                 let audit = CatalogFileAudit.run(catalogPath: cacheDir + "/catalog.sqlite")
