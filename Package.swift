@@ -45,8 +45,10 @@ let package = Package(
         .target(name: "LogitCore", dependencies: ["CSelectKernels"]),
         // Immutable block shards: codecs, checksums, writer, reader. See schema/SHARD_FORMAT.md.
         .target(name: "ShardFormat", dependencies: ["LogitCore", "CZstd", "CLZ4", "CXXHash"]),
+        // SQLite VFS shim: a checksum in the reserved bytes of every catalog page (schema/CATALOG_FILE.md).
+        .target(name: "CCatalogVFS", linkerSettings: [.linkedLibrary("sqlite3"), .linkedLibrary("xxhash")]),
         // SQLite catalog (GRDB) and the cache-directory store facade with recovery.
-        .target(name: "Catalog", dependencies: ["ShardFormat", "LogitCore", "WireFormat",
+        .target(name: "Catalog", dependencies: ["ShardFormat", "LogitCore", "WireFormat", "CCatalogVFS",
                                                 .product(name: "GRDB", package: "GRDB.swift")]),
         // Interchange formats: the binary batch body of the ingest API (schema/WIRE_FORMAT.md)
         // and the JSONL of logitctl import/export.

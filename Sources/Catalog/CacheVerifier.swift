@@ -2,8 +2,9 @@ import Foundation
 import LogitCore
 import ShardFormat
 
-/// `logitctl verify` and `stats --deep`: read every block of every shard, check checksums and
-/// decoded invariants, and check that catalog and files agree (counts, hashes, missing and
+/// `logitctl verify` and `stats --deep`: check every page and WAL frame of the catalog file
+/// against its checksum (`CatalogFileAudit`), read every block of every shard, check checksums
+/// and decoded invariants, and check that catalog and files agree (counts, hashes, missing and
 /// orphan files, every catalogued key at its recorded location with its recorded content).
 public struct CacheVerifier {
     public struct Problem: Sendable, Equatable, CustomStringConvertible {
@@ -20,6 +21,8 @@ public struct CacheVerifier {
         public var shardsChecked = 0
         public var blocksChecked = 0
         public var sequencesChecked = 0
+        public var catalogPagesChecked = 0
+        public var catalogFramesChecked = 0
         /// Coverage recomputed from the shards, per dataset id.
         public var recomputed: [Int64: CoverageStats] = [:]
         /// Shards whose own contents are bad (the candidates for `--quarantine`).
@@ -34,6 +37,10 @@ public struct CacheVerifier {
     /// `progress(done, total)` is called after each shard.
     public func verify(dataset name: String? = nil, progress: (Int, Int) -> Void = { _, _ in }) throws(StoreError) -> Result {
         var result = Result()
+        let audit = CatalogFileAudit.run(catalogPath: store.catalogPath)
+        result.problems += audit.problems
+        result.catalogPagesChecked = audit.pagesChecked
+        result.catalogFramesChecked = audit.framesChecked
         for problem in store.catalog.integrityProblems() {
             result.problems.append(Problem(path: "catalog.sqlite", block: nil, message: "integrity check: \(problem)"))
         }

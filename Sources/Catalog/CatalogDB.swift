@@ -2,9 +2,11 @@ import Foundation
 import GRDB
 import LogitCore
 
-/// The SQLite catalog of one cache directory (schema in `schema/catalog.sql`). WAL mode with
-/// synchronous=FULL, so a committed transaction survives power loss: the catalog is the commit
-/// point of the whole cache. All SQL uses bound parameters.
+/// The SQLite catalog of one cache directory (schema in `schema/catalog.sql`, file format in
+/// `schema/CATALOG_FILE.md`). WAL mode with synchronous=FULL, so a committed transaction survives
+/// power loss: the catalog is the commit point of the whole cache. Every page carries a checksum
+/// checked on every read (a damaged page fails the read with `.corrupt`, never a wrong answer).
+/// All SQL uses bound parameters.
 public final class CatalogDB: Sendable {
     let pool: DatabasePool
     public let path: String
@@ -19,8 +21,22 @@ public final class CatalogDB: Sendable {
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
         do {
+            try CatalogFileFormat.registerVFS()
             if readOnly && !FileManager.default.fileExists(atPath: path) {
                 throw StoreError.notFound("no catalog at \(path)")
+            }
+            if !readOnly && !FileOps.exists(path) {
+                // Never start afresh over what may be the remains of a catalog.
+                if FileOps.exists(path + "-wal") {
+                    throw StoreError.corrupt("\(path) is missing but its -wal file exists: refusing to create a new, empty catalog over it")
+                }
+                try CatalogFileFormat.create(at: path)
+            }
+            let header = try CatalogFileFormat.readHeader(path: path)
+            // Before SQLite sees the WAL: its recovery would silently drop a damaged frame and
+            // every committed frame after it.
+            if let loss = CatalogFileAudit.wal(path: path + "-wal", pageSize: header.pageSize).walLoss {
+                throw StoreError.corrupt("\(loss); refusing to open \(path) (run logitctl verify)")
             }
             pool = try DatabasePool(path: path, configuration: config)
             if !readOnly { try CatalogSchema.migrator.migrate(pool) }
@@ -29,13 +45,25 @@ public final class CatalogDB: Sendable {
         } catch let error as StoreError {
             throw error
         } catch {
-            throw .catalog("opening \(path): \(error)")
+            throw Self.storeError(error, context: "opening \(path)")
         }
     }
 
-    /// Runs `body` mapping GRDB's errors to `StoreError.catalog` with context.
+    /// Runs `body` mapping GRDB's errors to `StoreError` with context.
     func run<T>(_ what: String, _ body: () throws -> T) throws(StoreError) -> T {
-        do { return try body() } catch let error as StoreError { throw error } catch { throw .catalog("\(what): \(error)") }
+        do { return try body() } catch let error as StoreError { throw error } catch { throw Self.storeError(error, context: what) }
+    }
+
+    /// SQLITE_IOERR_DATA: the VFS found a page whose checksum does not match.
+    static let checksumFailureCode: Int32 = 10 | (32 << 8)
+
+    /// A page-checksum failure becomes `.corrupt` naming the file and page (SQLite itself only
+    /// says "disk I/O error"); anything else `.catalog`.
+    static func storeError(_ error: Error, context: String) -> StoreError {
+        if let error = error as? DatabaseError, error.extendedResultCode.rawValue == checksumFailureCode {
+            return .corrupt("\(context): \(CatalogFileFormat.lastChecksumFailure())")
+        }
+        return .catalog("\(context): \(error)")
     }
 
     // MARK: Datasets
@@ -300,7 +328,7 @@ public final class CatalogDB: Sendable {
             let rows = try pool.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") }
             return rows == ["ok"] ? [] : rows
         } catch {
-            return ["\(error)"]
+            return ["\(Self.storeError(error, context: "integrity check"))"]
         }
     }
 

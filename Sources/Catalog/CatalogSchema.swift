@@ -11,6 +11,8 @@ enum CatalogSchema {
 -- committed here, after its shard bytes were fsynced. Coverage questions are answered from
 -- the per-shard aggregates below and never by scanning shards.
 -- Opened in WAL mode; every write transaction commits with synchronous=FULL.
+-- File format 2: a checksum in the 8 reserved bytes of every page, application_id 'LGC2'
+-- (schema/CATALOG_FILE.md); format-1 files are refused.
 
 -- A named collection with fixed provenance. Immutable once created.
 CREATE TABLE dataset (

@@ -13,10 +13,13 @@ import WireFormat
 /// from concurrent clients, SIGKILLs the daemon at a random moment, restarts it (timing
 /// recovery until /readyz), checks every acknowledged sequence byte for byte against what the
 /// clients sent, and runs `logitctl verify`. Then, on copies of the cache, it plants damage —
-/// a flipped byte or a truncation in a sealed shard, a flipped byte in the catalog — and runs
-/// the read paths (verify, read by key). `corrupt` counts reads that returned wrong data
-/// instead of an error; `detected` counts plantings reported as errors; `harmless` counts
-/// catalog flips that landed where nothing reads (SQLite free space) and changed no answer.
+/// a flipped byte or a truncation in a sealed shard, a flipped byte or a truncation anywhere in
+/// the catalog file — and runs the read paths (verify, read by key, replay). `corrupt` counts
+/// reads that returned wrong data instead of an error; `detected` counts plantings some read
+/// path reported as an error; `verify_detected` those the `logitctl verify` binary itself
+/// reported (exit status ≠ 0). Catalog flips that land where SQLite reads nothing (free pages,
+/// unused space in a page) are caught by the catalog's page checksums; `harmless_catalog_flips`
+/// counts catalog flips nothing reported and that changed no answer (the target is 0).
 struct ChaosBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "chaos", abstract: "Crash and corruption rounds with figures.")
 
@@ -74,7 +77,7 @@ struct ChaosBench: AsyncParsableCommand {
         // Damage on copies.
         var expectedByKey: [String: SequenceRecord] = [:]
         for (dataset, key, record) in acked where dataset == Self.setsSpec.name { expectedByKey[key] = record }
-        var detected = 0, corrupt = 0, harmless = 0, replayRows = 0
+        var detected = 0, verifyDetected = 0, corrupt = 0, harmless = 0, replayRows = 0
         let sealed = try store.catalog.shards(states: [.sealed])
         for f in 0..<flips {
             let copy = work + "/copy-\(f)"
@@ -90,6 +93,7 @@ struct ChaosBench: AsyncParsableCommand {
                 let size = UInt64((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64) ?? 0)
                 if kind == 2 { try Self.flipByte(path, at: 100 + rng.next() % max(size - 100, 1)) } else { _ = truncate(path, off_t(rng.next() % size)) }
             }
+            if try Self.runStatus(logitctl, ["verify", copy]) != 0 { verifyDetected += 1 }
             var reported = false, wrong = false
             if let damaged = try? CacheStore(directory: copy, mode: .readOnly) {
                 if let result = try? CacheVerifier(store: damaged).verify() { reported = !result.isClean } else { reported = true }
@@ -114,7 +118,7 @@ struct ChaosBench: AsyncParsableCommand {
         if !json { print("\(rounds) rounds, \(acked.count) acked sequences, \(flips) damaged copies") }
         printJSONLine(["rounds": rounds, "acked": acked.count, "lost": lost, "corrupt": corrupt,
                        "recovery_ms_p99": p99, "verify_failures": verifyFailures, "flips": flips,
-                       "detected": detected, "harmless_catalog_flips": harmless,
+                       "detected": detected, "verify_detected": verifyDetected, "harmless_catalog_flips": harmless,
                        "replay_rows_checked": replayRows])
     }
 

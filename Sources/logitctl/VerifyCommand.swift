@@ -17,7 +17,27 @@ struct VerifyCommand: ParsableCommand {
             guard FileManager.default.fileExists(atPath: cacheDir + "/catalog.sqlite") else {
                 throw StoreError.notFound("\(cacheDir) is not a logitd cache (no catalog.sqlite)")
             }
-            let store = try CacheStore(directory: cacheDir, mode: quarantine ? .write : .readOnly)
+            let store: CacheStore
+            do {
+                store = try CacheStore(directory: cacheDir, mode: quarantine ? .write : .readOnly)
+            } catch {
+                // A catalog too damaged to open: still say what is wrong with its files, page by page.
+                switch error {
+                case .corrupt, .catalog: break
+                default: throw error
+                }
+                let audit = CatalogFileAudit.run(catalogPath: cacheDir + "/catalog.sqlite")
+                let problems = ["catalog.sqlite: cannot be opened: \(error)"] + audit.problems.map(\.description)
+                if json {
+                    let object: [String: Any] = ["clean": false, "problems": problems, "catalog_pages": audit.pagesChecked,
+                                                 "catalog_frames": audit.framesChecked]
+                    print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+                } else {
+                    for p in problems { print("problem: \(p)") }
+                    print("\(problems.count) problem(s): the catalog could not be opened; \(audit.pagesChecked) catalog pages, \(audit.framesChecked) WAL frames checked")
+                }
+                throw ExitStatus.problems
+            }
             let showProgress = stderrIsTerminal && !json
             let result = try CacheVerifier(store: store).verify(dataset: dataset) { done, total in
                 guard showProgress else { return }
@@ -32,12 +52,13 @@ struct VerifyCommand: ParsableCommand {
             if json {
                 let object: [String: Any] = ["clean": result.isClean, "shards": result.shardsChecked, "blocks": result.blocksChecked,
                                              "sequences": result.sequencesChecked, "problems": result.problems.map(\.description),
-                                             "quarantined": moved]
+                                             "quarantined": moved, "catalog_pages": result.catalogPagesChecked,
+                                             "catalog_frames": result.catalogFramesChecked]
                 print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
             } else {
                 for p in result.problems { print("problem: \(p)") }
                 for m in moved { print("quarantined: \(m)") }
-                print("\(result.isClean ? "clean" : "\(result.problems.count) problem(s)"): \(result.shardsChecked) shards, \(result.blocksChecked) blocks, \(result.sequencesChecked) sequences checked")
+                print("\(result.isClean ? "clean" : "\(result.problems.count) problem(s)"): \(result.shardsChecked) shards, \(result.blocksChecked) blocks, \(result.sequencesChecked) sequences, \(result.catalogPagesChecked) catalog pages, \(result.catalogFramesChecked) WAL frames checked")
             }
             if !result.isClean { throw ExitStatus.problems }
         } catch let code as ExitCode {
