@@ -146,13 +146,12 @@ public final class CacheStore: Sendable {
         var keep: [Bool] = []
         keep.reserveCapacity(records.count)
         for (i, record) in records.enumerated() {
-            do { try record.validate(vocabSize: spec.vocabSize, policy: spec.policy) } catch {
+            let coverage: CoverageStats
+            do { coverage = try record.validatedCoverage(vocabSize: spec.vocabSize, policy: spec.policy) } catch {
                 throw .invalidRecord(index: i, reason: error.description)
             }
             let h = contentHash(record, logprobScale: spec.logprobScale)
             hashes.append(h)
-            var coverage = CoverageStats()
-            coverage.add(record)
             coverages.append(coverage)
             if let first = firstIndex[record.key] {
                 guard hashes[first] == h else { throw .duplicateKeyInBatch(key: record.key, first: first, second: i) }

@@ -70,6 +70,15 @@ public struct SequenceRecord: Sendable, Equatable {
     /// Checks every invariant of the data model against a dataset's vocab and policy.
     /// The error names the position and what was expected.
     public func validate(vocabSize: Int, policy: SelectionPolicy) throws(LogitError) {
+        _ = try validatedCoverage(vocabSize: vocabSize, policy: policy)
+    }
+
+    /// `validate`, returning the record's coverage statistics as a by-product: the covered
+    /// masses are summed during validation anyway, and ingest needs both (one exp per candidate
+    /// instead of two).
+    public func validatedCoverage(vocabSize: Int, policy: SelectionPolicy) throws(LogitError) -> CoverageStats {
+        var coverage = CoverageStats()
+        coverage.sequences = 1
         func fail(_ reason: String) -> LogitError { .invalidRecord(key: key, reason: reason) }
         let keyBytes = key.utf8.count
         guard keyBytes > 0, keyBytes <= Self.maxKeyBytes else {
@@ -147,7 +156,9 @@ public struct SequenceRecord: Sendable, Equatable {
             guard mass <= 1.001 else {
                 throw fail("position \(t): candidate probabilities sum to \(mass), expected ≤ 1 (log-probs, not logits?)")
             }
+            coverage.addPosition(k: k, coveredMass: mass, goldForced: goldForced[t])
         }
+        return coverage
     }
 }
 
