@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Build the project's two text corpora from Debian 12 packages.
 
-* general English: the World English Bible (sword-text-web, read with diatheke) and the
-  King James Version (bible-kjv, read with the `bible` program);
+* general English: the World English Bible (sword-text-web, read with diatheke), the
+  King James Version (bible-kjv, read with the `bible` program), and the Linux kernel
+  documentation outside networking (general technical prose);
 * communication technology: the Linux kernel networking docs, the BIND 9 manual, the
   Wireshark user guide, the networking man7 pages and the networking entries of FOLDOC.
 
@@ -348,8 +349,25 @@ def rst_to_paragraphs(src: str) -> list[str]:
 
 
 def extract_linux_doc() -> tuple[list[str], list[dict]]:
-    source = "linux-doc"
-    files = list_files(LINUX_DOC, "*.rst.txt", source)
+    return rst_sources("linux-doc", list_files(LINUX_DOC, "*.rst.txt", "linux-doc"))
+
+
+# General technical English: kernel documentation outside networking, so that the base model has
+# read technical prose (as every general-purpose LLM has) without having read the domain.
+LINUX_DOC_ROOT = Path("/usr/share/doc/linux-doc-6.1/html/_sources")
+LINUX_DOC_GENERAL_DIRS = ("admin-guide", "process", "filesystems", "core-api")
+
+
+def extract_linux_doc_general() -> tuple[list[str], list[dict]]:
+    source = "linux-doc-general"
+    files = []
+    for d in LINUX_DOC_GENERAL_DIRS:
+        files += [f for f in list_files(LINUX_DOC_ROOT / d, "*.rst.txt", source)
+                  if not re.search(r"net|socket|tcp|ip[v-]|wireless|bluetooth|can\b", f.as_posix()[len(str(LINUX_DOC_ROOT)):], re.I)]
+    return rst_sources(source, files)
+
+
+def rst_sources(source: str, files: list[Path]) -> tuple[list[str], list[dict]]:
     paragraphs: list[str] = []
     inputs = []
     for f in files:
@@ -661,6 +679,9 @@ SOURCES = [
            "capitalised word"),
     Source("kjv", "general", ("bible-kjv", "bible-kjv-text"), False, extract_kjv,
            "`bible -l100000 Gen1:1-Rev22:21`: chapter headers and verse numbers dropped, one paragraph per chapter"),
+    Source("linux-doc-general", "general", ("linux-doc-6.1",), False, extract_linux_doc_general,
+           "html/_sources/{admin-guide,process,filesystems,core-api}/**/*.rst.txt whose path does not mention "
+           "net, socket, tcp, ip, wireless, bluetooth or can; cleaned like linux-doc below"),
     Source("linux-doc", "domain", ("linux-doc-6.1",), False, extract_linux_doc,
            "html/_sources/networking/**/*.rst.txt in sorted order: directives other than admonitions, "
            "comments, targets and literal blocks dropped; section adornments and table borders dropped; "

@@ -30,16 +30,23 @@ fi
 PRE_LR=3e-3 FT_LR=3e-4 SEED=${SEED:-0}
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-# cut FILE BYTES OUT: the first BYTES of FILE (0: all), ending at a paragraph break.
+# cut_text FILE BYTES OUT: about BYTES of FILE (0: all), taken as evenly spaced runs of whole
+# paragraphs so that every source of the corpus is represented.
 cut_text() {
   if [ "$2" = 0 ]; then cp "$1" "$3"; else python3 - "$1" "$2" "$3" <<'PY'
 import sys
 src, n, dst = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-data = open(src, 'rb').read()
-if len(data) > n:
-    cut = data.rfind(b'\n\n', 0, n)
-    data = data[:cut + 1 if cut > 0 else n]
-open(dst, 'wb').write(data)
+paragraphs = open(src, encoding='utf-8').read().split('\n\n')
+blocks, current = [], []
+for p in paragraphs:
+    current.append(p)
+    if sum(len(x) for x in current) >= 4096:
+        blocks.append(current); current = []
+if current: blocks.append(current)
+total = sum(len(p) + 2 for p in paragraphs)
+ratio = min(1.0, n / max(total, 1))
+kept = [b for j, b in enumerate(blocks) if int((j + 1) * ratio) > int(j * ratio)]
+open(dst, 'w', encoding='utf-8').write('\n\n'.join(p for b in kept for p in b) + '\n')
 PY
   fi
 }
@@ -53,6 +60,18 @@ cut_text "$CORPORA/domain.heldout.txt" "$HELDOUT_BYTES" "$OUT/text/domain.heldou
 wc -c "$OUT"/text/*.txt
 
 step "2/6 pretrain the base model ($SIZE, vocab $VOCAB, $PRE_STEPS steps) on general text"
+# A base trained on other text or settings is set aside, not silently reused.
+if [ -f "$OUT/base/run.json" ] && ! python3 - "$OUT/base/run.json" "$OUT/text/general.train.txt" "$PRE_STEPS" "$SIZE" <<'PY'
+import hashlib, json, sys
+run = json.load(open(sys.argv[1]))
+digest = hashlib.sha256(open(sys.argv[2], 'rb').read()).hexdigest()
+sys.exit(0 if run.get('corpus_sha256') == digest and run.get('steps') == sys.argv[3] and run.get('size') == sys.argv[4] else 1)
+PY
+then
+  stale="$OUT/base.stale-$(date +%Y%m%d-%H%M%S)"
+  echo "the base model in $OUT/base was trained on other text or settings; moved to $stale"
+  mv "$OUT/base" "$stale"
+fi
 "$BIN/logit-train" pretrain --corpus "$OUT/text/general.train.txt" --heldout "$OUT/text/general.heldout.txt" \
   --vocab-size "$VOCAB" --size "$SIZE" --out "$OUT/base" --steps "$PRE_STEPS" --batch "$PRE_BATCH" --seq-len "$SEQ" \
   --lr "$PRE_LR" --warmup $((PRE_STEPS / 10)) --seed "$SEED" --eval-every $((PRE_STEPS / 4)) --checkpoint-every $((PRE_STEPS / 4))

@@ -125,6 +125,16 @@ struct Report: ParsableCommand {
                                        a, bName, x.domain_ppl, y.domain_ppl, x.forgetting_pct, y.forgetting_pct))
             }
         }
+        // The method's premise: the teacher's sets reach τ with few candidates. Say when the cache
+        // shows it does not hold, and what that implies for the restricted loss.
+        let tau = number(stats["tau"]), covered = number(stats["covered_mass_mean"])
+        let kCap = number(stats["k_max_policy"]), histogram = stats["k_histogram"] as? [Int] ?? []
+        let capped = histogram.count > Int(kCap) ? histogram[Int(kCap)...].reduce(0, +) : 0
+        let cappedShare = Double(capped) / max(number(stats["positions"]), 1)
+        if covered.isFinite, tau.isFinite, covered < tau - 0.05 {
+            findings.append(String(format: "**Coverage.** The teacher's sets cover %.2f of its probability on average, not τ = %.2f: K reached the cap of %.0f on %.0f%% of positions. The restricted loss then leaves ρ ≈ %.2f of the mass outside every set, its gradient differs from the full one by 2ρ ≈ %.2f (L1, per position), and nothing holds down the logits of tokens outside the sets — the regime the paper's method does not assume. A base model that knows more of the domain (smaller sets) or a larger K cap moves the cache toward the method's premise.",
+                                   covered, tau, kCap, 100 * cappedShare, 1 - covered, 2 * (1 - covered)))
+        }
         let settings = (try? String(contentsOfFile: dir + "/recipes/\(method)/run.json", encoding: .utf8)) ?? "{}"
         return """
         # Quickstart report: Logits Replay + MoClip in miniature
