@@ -1,6 +1,6 @@
-/// Incremental SHA-256 (FIPS 180-4), so a checkpoint of any size hashes in fixed memory
-/// (`TokenizerSHA256` needs the whole message in one array, fine for a vocabulary file,
-/// not for hundreds of MB of weights).
+/// Incremental SHA-256 (FIPS 180-4): a checkpoint of any size hashes in fixed memory. Written
+/// here because TinyLM has no crypto dependency on Linux (no CryptoKit); `TokenizerSHA256` is
+/// its one-shot form.
 struct SHA256Stream {
     private static let k: [UInt32] = [
         0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
