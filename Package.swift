@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // System libraries from Debian's -dev packages (see Makefile `deps`).
@@ -63,8 +64,9 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
-        // Swift client of logitd's API (URLSession), with retries on 503 and connection errors.
-        .target(name: "LogitClient", dependencies: ["LogitCore", "WireFormat", "Catalog"]),
+        // Swift client of logitd's API (AsyncHTTPClient), with retries on 503 and connection errors.
+        .target(name: "LogitClient", dependencies: ["LogitCore", "WireFormat", "Catalog",
+                                                    .product(name: "AsyncHTTPClient", package: "async-http-client")]),
         // Stage 1 data path: memory-mapped, deterministic, resumable replay of a cache, and the
         // restricted-softmax losses (CE_S, KD) beside the full-vocabulary reference.
         .target(name: "Replay", dependencies: ["LogitCore", "ShardFormat", "Catalog", "COpenBLAS"]),
