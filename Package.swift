@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         // System libraries from Debian's -dev packages (see Makefile `deps`).
@@ -58,6 +59,7 @@ let package = Package(
         .target(name: "Daemon", dependencies: [
             "LogitCore", "Catalog", "WireFormat",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Configuration", package: "swift-configuration"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -66,7 +68,9 @@ let package = Package(
         ]),
         // Swift client of logitd's API (AsyncHTTPClient), with retries on 503 and connection errors.
         .target(name: "LogitClient", dependencies: ["LogitCore", "WireFormat", "Catalog",
-                                                    .product(name: "AsyncHTTPClient", package: "async-http-client")]),
+                                                    .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                                                    .product(name: "NIOCore", package: "swift-nio"),
+                                                    .product(name: "NIOHTTP1", package: "swift-nio")]),
         // Stage 1 data path: memory-mapped, deterministic, resumable replay of a cache, and the
         // restricted-softmax losses (CE_S, KD) beside the full-vocabulary reference.
         .target(name: "Replay", dependencies: ["LogitCore", "ShardFormat", "Catalog", "COpenBLAS"]),
@@ -91,6 +95,7 @@ let package = Package(
         .executableTarget(name: "logit-bench", dependencies: [
             "LogitCore", "ShardFormat", "Catalog", "Optim", "Replay", "WireFormat", "LogitClient", "TinyLM", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "NIOCore", package: "swift-nio"),
         ]),
         // Stage 0 teacher: selects candidate sets and records them.
         .executableTarget(name: "logit-teach", dependencies: [

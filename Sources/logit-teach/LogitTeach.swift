@@ -23,7 +23,8 @@ struct LogitTeach: AsyncParsableCommand {
     @Option(help: "Text file the model teacher reads.") var corpus: String?
     @Option(help: "Teacher without a model: 'synthetic'.") var teacher: String?
     @Option(help: "Cache directory to write directly (created when missing).") var cache: String?
-    @Option(help: "logitd base URL, e.g. http://127.0.0.1:7480 (bearer token from LOGITD_TOKEN).") var daemon: String?
+    @Option(help: "logitd base URL, e.g. http://127.0.0.1:8484 or unix:/run/logitd.sock (bearer token from LOGITD_TOKEN).")
+    var daemon: String?
     @Option(help: "Dataset name.") var dataset: String
     @Option(help: "Coverage threshold τ.") var tau: Double = SelectionPolicy.default.tau
     @Option(help: "Smallest K.") var kmin: Int = SelectionPolicy.default.kMin
@@ -59,8 +60,8 @@ struct LogitTeach: AsyncParsableCommand {
             if !store.recovery.isClean { print(store.recovery) }
             sink = .cache(store)
         } else {
-            guard let url = URL(string: daemon!), url.scheme == "http" || url.scheme == "https" else {
-                throw ValidationError("--daemon '\(daemon!)' is not an http(s) URL")
+            guard let url = URL(string: daemon!), ["http", "https", "unix", "http+unix"].contains(url.scheme ?? "") else {
+                throw ValidationError("--daemon '\(daemon!)' is not an http(s) URL or a unix:/PATH socket as logitd prints it")
             }
             let client = LogitClient(baseURL: url, token: ProcessInfo.processInfo.environment["LOGITD_TOKEN"])
             // A daemon that just started is recovering its cache: wait for it, up to a minute.
