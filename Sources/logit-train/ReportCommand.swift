@@ -125,6 +125,14 @@ struct Report: ParsableCommand {
                                        a, bName, x.domain_ppl, y.domain_ppl, x.forgetting_pct, y.forgetting_pct))
             }
         }
+        // When the method's training loss fell but its full-softmax perplexity rose, the model
+        // moved probability to tokens outside the sets: say so, with the numbers that show it.
+        let trainLoss = ((try? MetricsLog.read(path: dir + "/recipes/\(method)/metrics.jsonl")) ?? [])
+            .filter { $0["kind"] as? String == "train" }.compactMap { $0["loss"] as? Double }
+        if let first = trainLoss.first, let last = trainLoss.last, last < first, m.domain_ppl > b.domain_ppl {
+            findings.append(String(format: "**Why.** %@'s own training loss (cross-entropy restricted to each stored set) fell from %.2f to %.2f while its full-softmax perplexity rose: the model moved probability onto tokens outside the candidate sets, which no term of the restricted loss penalizes (it only pushes down the non-gold candidates inside each set, i.e. the frequent tokens).",
+                                   method, first, last))
+        }
         // The method's premise: the teacher's sets reach τ with few candidates. Say when the cache
         // shows it does not hold, and what that implies for the restricted loss.
         let tau = number(stats["tau"]), covered = number(stats["covered_mass_mean"])
