@@ -21,7 +21,7 @@ struct IngestBench: AsyncParsableCommand {
 
     @Option(help: "sets or logits") var mode: String = "sets"
     @Option(help: "Concurrent clients.") var clients: Int = 8
-    @Option(help: "Positions to send in total.") var positions: Int = 400_000
+    @Option(help: "Positions to send in total (default: 400,000 in sets mode, 6,400 in logits mode).") var positions: Int?
     @Option(help: "Tokens per sequence.") var seqLen: Int = 512
     @Option(help: "Sequences per request.") var batch: Int = 4
     @Option(help: "Distinct selected positions to draw from (sets mode).") var pool: Int = 4096
@@ -40,6 +40,13 @@ struct IngestBench: AsyncParsableCommand {
         let policy = SelectionPolicy.default
         let teacher = SyntheticTeacher()
         let perSequence = seqLen - 1
+        // Every body is built before the clock starts: a logits position is a 608 KB row, so that
+        // mode sends far fewer positions, and an amount that cannot fit in memory is refused.
+        let positions = self.positions ?? (mode == "sets" ? 400_000 : 6_400)
+        let bodyBytes = mode == "sets" ? positions * 40 : positions * (vocab * 4 + 8)
+        guard positions >= 1, bodyBytes <= 8 << 30 else {
+            throw ValidationError("--positions \(positions) would need about \(bodyBytes >> 20) MiB of request bodies; the limit is 8 GiB")
+        }
         let requests = max(1, positions / (perSequence * batch))
         let spec = DatasetSpec(name: "bench", vocabSize: vocab, policy: policy, teacherId: "synthetic")
 
