@@ -64,7 +64,7 @@ public enum RunCheckpoint {
             try? fm.removeItem(atPath: old)
             if fm.fileExists(atPath: directory) { try fm.moveItem(atPath: directory, toPath: old) }
             try fm.moveItem(atPath: tmp, toPath: directory)
-            syncDirectory((directory as NSString).deletingLastPathComponent)
+            try sync((directory as NSString).deletingLastPathComponent)
             try? fm.removeItem(atPath: old)
         } catch let e as TrainingError {
             throw e
@@ -101,22 +101,18 @@ public enum RunCheckpoint {
         }
     }
 
+    /// fsyncs every file and directory below `dir` (and `dir`): the tokenizer's subdirectory
+    /// entries must be durable too. A failure is an error, never skipped.
     static func syncTree(_ dir: String) throws {
-        let fm = FileManager.default
-        guard let items = fm.enumerator(atPath: dir) else { return }
-        for case let item as String in items {
-            let p = dir + "/" + item
-            var isDir: ObjCBool = false
-            if fm.fileExists(atPath: p, isDirectory: &isDir), !isDir.boolValue {
-                let fd = open(p, O_RDONLY)
-                if fd >= 0 { fsync(fd); close(fd) }
-            }
-        }
-        syncDirectory(dir)
+        guard let items = FileManager.default.enumerator(atPath: dir) else { throw TrainingError.io("cannot list \(dir)") }
+        for case let item as String in items { try sync(dir + "/" + item) }
+        try sync(dir)
     }
 
-    static func syncDirectory(_ dir: String) {
-        let fd = open(dir, O_RDONLY | O_DIRECTORY)
-        if fd >= 0 { fsync(fd); close(fd) }
+    static func sync(_ path: String) throws {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw TrainingError.io("cannot open \(path) to fsync it: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw TrainingError.io("fsync of \(path) failed: \(String(cString: strerror(errno)))") }
     }
 }
