@@ -22,6 +22,18 @@ public struct WireBatchHeader: Sendable, Equatable {
     public var sequenceCount: Int
 }
 
+/// Per-sequence flag bits.
+public enum WireFlags {
+    /// A loss mask follows the tokens.
+    public static let lossMask: UInt8 = 1
+    /// Logits mode: zero bytes pad the rows to a body offset that is a multiple of
+    /// `rowAlignment`, so the daemon selects from them in place (a body whose own start is
+    /// aligned, as a received buffer or a shared-memory slot is, then has aligned rows).
+    public static let alignedRows: UInt8 = 2
+    public static let known: UInt8 = lossMask | alignedRows
+    public static let rowAlignment = 64
+}
+
 /// A logits-mode sequence: rows stay in the request body until the daemon selects from them.
 public struct WireLogitsSequence: Sendable {
     public var key: String

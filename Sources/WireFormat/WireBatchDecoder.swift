@@ -68,8 +68,14 @@ public struct WireBatchDecoder {
             guard tokenCount >= 2, tokenCount <= SequenceRecord.maxTokens else {
                 throw WireError(offset: r.offset - 4, sequence: s, "token_count \(tokenCount), expected 2…\(SequenceRecord.maxTokens)")
             }
+            let flagsOffset = r.offset
             let flags = try r.u8(s)
-            guard flags & ~1 == 0 else { throw WireError(offset: r.offset - 1, sequence: s, "unknown flags 0x\(String(flags, radix: 16))") }
+            guard flags & ~WireFlags.known == 0 else {
+                throw WireError(offset: flagsOffset, sequence: s, "unknown flags 0x\(String(flags, radix: 16))")
+            }
+            guard flags & WireFlags.alignedRows == 0 || mode == .logits else {
+                throw WireError(offset: flagsOffset, sequence: s, "flag 0x2 (aligned rows) applies to logits mode only")
+            }
             let positions = tokenCount - 1
             try r.require(tokenCount * 4, s, "tokens")
             let tokensStart = r.offset
@@ -93,6 +99,13 @@ public struct WireBatchDecoder {
             case .sets:
                 records.append(try decodeSets(&r, s, key: key, tokens: tokens, mask: mask, vocab: vocab, maxK: maxK))
             case .logits:
+                if flags & WireFlags.alignedRows != 0 {
+                    let pad = (WireFlags.rowAlignment - r.offset % WireFlags.rowAlignment) % WireFlags.rowAlignment
+                    let padding = try r.bytes(pad, s, "row alignment padding")
+                    if let bad = padding.firstIndex(where: { $0 != 0 }) {
+                        throw WireError(offset: bad, sequence: s, "row alignment padding must be 0")
+                    }
+                }
                 let width = dtype!.byteWidth
                 let (rowBytes, o1) = positions.multipliedReportingOverflow(by: vocab * width)
                 guard !o1 else { throw WireError(offset: r.offset, sequence: s, "logits size overflows") }

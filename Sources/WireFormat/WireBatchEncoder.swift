@@ -36,10 +36,17 @@ public struct WireBatchEncoder {
     }
 
     /// Appends a logits-mode sequence: `rows` holds (tokens.count − 1) × vocab values.
-    public mutating func appendLogits(key: String, tokens: [UInt32], lossMask: [UInt8]? = nil, rows: UnsafeRawBufferPointer) {
+    /// `alignRows` pads the rows to a 64-byte body offset (flag 0x2) so the daemon reads them
+    /// in place instead of copying them to aligned memory.
+    public mutating func appendLogits(key: String, tokens: [UInt32], lossMask: [UInt8]? = nil, rows: UnsafeRawBufferPointer,
+                                      alignRows: Bool = true) {
         precondition(mode == .logits)
         precondition(rows.count == (tokens.count - 1) * vocabSize * dtype!.byteWidth)
-        putPrefix(key: key, tokens: tokens, mask: lossMask)
+        putPrefix(key: key, tokens: tokens, mask: lossMask, flags: alignRows ? WireFlags.alignedRows : 0)
+        if alignRows {
+            let pad = (WireFlags.rowAlignment - bytes.count % WireFlags.rowAlignment) % WireFlags.rowAlignment
+            bytes += repeatElement(0, count: pad)
+        }
         bytes += rows
         count += 1
     }
@@ -51,11 +58,11 @@ public struct WireBatchEncoder {
         return out
     }
 
-    private mutating func putPrefix(key: String, tokens: [UInt32], mask: [UInt8]?) {
+    private mutating func putPrefix(key: String, tokens: [UInt32], mask: [UInt8]?, flags: UInt8 = 0) {
         put16(UInt16(key.utf8.count))
         bytes += key.utf8
         put32(UInt32(tokens.count))
-        bytes.append(mask == nil ? 0 : 1)
+        bytes.append(flags | (mask == nil ? 0 : WireFlags.lossMask))
         for t in tokens { put32(t) }
         if let mask { bytes += mask }
     }

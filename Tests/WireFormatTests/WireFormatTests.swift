@@ -55,6 +55,40 @@ final class WireFormatTests: XCTestCase {
         XCTAssertEqual(row1, Array(rows[vocab...]))
     }
 
+    func testAlignedRowsStartAtA64ByteOffsetAndUnpaddedBodiesStayValid() throws {
+        let vocab = 5
+        let rows: [Float] = (0..<(2 * vocab)).map { Float($0) - 3 }
+        for align in [true, false] {
+            var encoder = WireBatchEncoder(mode: .logits, vocabSize: vocab, dtype: .f32)
+            rows.withUnsafeBytes { encoder.appendLogits(key: "k", tokens: [1, 2, 3], rows: $0, alignRows: align) }
+            rows.withUnsafeBytes { encoder.appendLogits(key: "key-2", tokens: [4, 0, 1], lossMask: [1, 0], rows: $0, alignRows: align) }
+            let body = encoder.finish()
+            guard case .logits(_, let seqs) = try decode(body, vocab: vocab) else { return XCTFail() }
+            XCTAssertEqual(seqs.map(\.key), ["k", "key-2"])
+            XCTAssertEqual(seqs[1].lossMask, [1, 0])
+            if align { XCTAssertEqual(seqs.map { $0.rowsOffset % 64 }, [0, 0]) }
+            for s in seqs {
+                let got = body.withUnsafeBytes { b in (0..<(2 * vocab)).map { b.loadUnaligned(fromByteOffset: s.rowsOffset + 4 * $0, as: Float.self) } }
+                XCTAssertEqual(got, rows)
+            }
+        }
+    }
+
+    func testRowPaddingMustBeZeroAndOnlyInLogitsMode() throws {
+        let vocab = 5
+        let rows = [Float](repeating: 1, count: vocab)
+        var encoder = WireBatchEncoder(mode: .logits, vocabSize: vocab, dtype: .f32)
+        rows.withUnsafeBytes { encoder.appendLogits(key: "k", tokens: [1, 2], rows: $0) }
+        var body = encoder.finish()
+        // Header 24 + key_length 2 + "k" 1 + token_count 4 + flags 1 + tokens 8 = 40: padding is 40..<64.
+        XCTAssertEqual(body.count, 64 + 4 * vocab)
+        body[50] = 7
+        assertRejects(body, vocab: vocab, offset: 50, sequence: 0, "row alignment padding must be 0")
+        var sets = exampleBytes()
+        sets[24 + 2 + 1 + 4] = 2   // the flags byte of the worked example
+        assertRejects(sets, offset: 31, sequence: 0, "flag 0x2 (aligned rows) applies to logits mode only")
+    }
+
     func exampleBytes() -> [UInt8] {
         var encoder = WireBatchEncoder(mode: .sets, vocabSize: 10)
         encoder.append(example)
