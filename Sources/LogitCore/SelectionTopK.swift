@@ -98,7 +98,10 @@ public struct TopKSelector: Sendable {
         ) { pool in
             guard let scan = scanPath.scan(row, poolLimit: poolLimit, pool: pool) else {
                 guard let bad = firstNonFinite(row) else {
-                    preconditionFailure("scanRow flagged row \(rowIndex) but no non-finite logit was found")
+                    // Only a row written while it is read (a shared-memory slot a client reuses
+                    // too early) gets here; the caller's bad input must not stop the daemon.
+                    return .failure(.invalidLogits(row: rowIndex,
+                        reason: "a non-finite logit seen by the scan was gone on a second read: the row changed while it was being read"))
                 }
                 return .failure(.invalidLogits(row: rowIndex,
                     reason: "logit at index \(bad.index) is \(bad.value), expected a finite number"))
