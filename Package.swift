@@ -55,9 +55,13 @@ let package = Package(
         // Interchange formats: the binary batch body of the ingest API (schema/WIRE_FORMAT.md)
         // and the JSONL of logitctl import/export.
         .target(name: "WireFormat", dependencies: ["LogitCore"]),
+        // memfd_create and file seals, which Glibc's Swift module does not export.
+        .target(name: "CSharedMemory"),
+        // Batch bodies in shared memory between a teacher and logitd on one host (schema/SHARED_MEMORY.md).
+        .target(name: "SharedMemory", dependencies: ["CSharedMemory"]),
         // The Stage 0 ingest daemon: HTTP API (Hummingbird 2), group-committed durable appends.
         .target(name: "Daemon", dependencies: [
-            "LogitCore", "Catalog", "WireFormat",
+            "LogitCore", "Catalog", "WireFormat", "SharedMemory",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Configuration", package: "swift-configuration"),
@@ -67,7 +71,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // Swift client of logitd's API (AsyncHTTPClient), with retries on 503 and connection errors.
-        .target(name: "LogitClient", dependencies: ["LogitCore", "WireFormat", "Catalog",
+        .target(name: "LogitClient", dependencies: ["LogitCore", "WireFormat", "Catalog", "SharedMemory",
                                                     .product(name: "AsyncHTTPClient", package: "async-http-client"),
                                                     .product(name: "NIOCore", package: "swift-nio"),
                                                     .product(name: "NIOHTTP1", package: "swift-nio")]),
@@ -93,13 +97,14 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "logit-bench", dependencies: [
-            "LogitCore", "ShardFormat", "Catalog", "Optim", "Replay", "WireFormat", "LogitClient", "TinyLM", "Training",
+            "LogitCore", "ShardFormat", "Catalog", "Optim", "Replay", "WireFormat", "LogitClient", "SharedMemory", "TinyLM",
+            "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         // Stage 0 teacher: selects candidate sets and records them.
         .executableTarget(name: "logit-teach", dependencies: [
-            "LogitCore", "Catalog", "LogitClient", "WireFormat", "TinyLM", "Training",
+            "LogitCore", "Catalog", "LogitClient", "SharedMemory", "WireFormat", "TinyLM", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Pretraining, Stage 1 replay training and evaluation of TinyLM models.
@@ -121,6 +126,7 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TinyLM", "Optim", "Replay", "Catalog", "LogitCore"]),
         .testTarget(name: "ReplayTests", dependencies: ["Replay", "Catalog", "ShardFormat", "LogitCore"]),
         .testTarget(name: "WireFormatTests", dependencies: ["WireFormat", "LogitCore"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "LogitClient", "Catalog", "WireFormat", "LogitCore"]),
+        .testTarget(name: "SharedMemoryTests", dependencies: ["SharedMemory"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "LogitClient", "SharedMemory", "Catalog", "WireFormat", "LogitCore"]),
     ]
 )

@@ -56,15 +56,19 @@ public struct DatasetSpec: Sendable, Equatable, Codable {
         }
     }
 
-    /// Names become directory names: letters, digits, '.', '_', '-', 1…128 bytes, not starting
-    /// with '.', so no path separators, no "..", no control characters.
-    public static func validateName(_ name: String) throws(StoreError) {
-        let ok = !name.isEmpty && name.utf8.count <= 128 && !name.hasPrefix(".")
+    /// The rule of `validateName`, for other names the daemon takes (shared-memory regions).
+    public static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 128 && !name.hasPrefix(".")
             && name.utf8.allSatisfy { c in
                 (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A)
                     || c == 0x2E || c == 0x5F || c == 0x2D
             }
-        guard ok else {
+    }
+
+    /// Names become directory names: letters, digits, '.', '_', '-', 1…128 bytes, not starting
+    /// with '.', so no path separators, no "..", no control characters.
+    public static func validateName(_ name: String) throws(StoreError) {
+        guard isValidName(name) else {
             throw .invalidDatasetName("dataset name \(name.debugDescription) must be 1…128 of [A-Za-z0-9._-] and not start with '.'")
         }
     }

@@ -12,6 +12,7 @@ final class DaemonMetrics: Sendable {
     let positions: CoreMetrics.Counter
     let bytesIn: CoreMetrics.Counter
     let bytesOut: CoreMetrics.Counter
+    let bytesShared: CoreMetrics.Counter
     let inflightBytes: CoreMetrics.Gauge
     let inflightRequests: CoreMetrics.Gauge
     let ackLatency: Metrics.Timer
@@ -28,6 +29,7 @@ final class DaemonMetrics: Sendable {
         positions = CoreMetrics.Counter(label: "logitd_positions_total", factory: factory)
         bytesIn = CoreMetrics.Counter(label: "logitd_bytes_in_total", factory: factory)
         bytesOut = CoreMetrics.Counter(label: "logitd_bytes_out_total", factory: factory)
+        bytesShared = CoreMetrics.Counter(label: "logitd_shared_memory_bytes_total", factory: factory)
         inflightBytes = CoreMetrics.Gauge(label: "logitd_inflight_bytes", factory: factory)
         inflightRequests = CoreMetrics.Gauge(label: "logitd_queue_depth", factory: factory)
         ackLatency = Metrics.Timer(label: "logitd_ack_latency_seconds", factory: factory)

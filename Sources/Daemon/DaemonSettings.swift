@@ -28,6 +28,12 @@ public struct DaemonSettings: Sendable, Equatable {
     public var targetBlockBytes = 1 << 20
     /// Threads selecting candidate sets in logits mode (0: all cores).
     public var selectionThreads = 0
+    /// Accept batch bodies from shared-memory regions of teachers on this host
+    /// (schema/SHARED_MEMORY.md). Only size-sealed memfds of a process this daemon may open.
+    public var sharedMemory = true
+    /// Bytes all registered shared-memory regions may map together; the daemon maps (and so
+    /// holds) every page of a region when it is registered.
+    public var maxSharedBytes = 8 << 30
 
     public init(cacheDirectory: String) { self.cacheDirectory = cacheDirectory }
 
@@ -79,6 +85,16 @@ public struct DaemonSettings: Sendable, Equatable {
         s.zstdLevel = try int("zstd_level", s.zstdLevel)
         s.targetBlockBytes = try int("target_block_bytes", s.targetBlockBytes)
         s.selectionThreads = try int("selection_threads", s.selectionThreads)
+        s.maxSharedBytes = try int("max_shared_bytes", s.maxSharedBytes)
+        if let text = config.string(forKey: "shared_memory") {
+            switch text.lowercased() {
+            case "true", "1", "yes", "on": s.sharedMemory = true
+            case "false", "0", "no", "off": s.sharedMemory = false
+            default: throw DaemonError.settings("shared_memory must be true or false, got '\(text)'")
+            }
+        } else {
+            s.sharedMemory = config.bool(forKey: "shared_memory", default: s.sharedMemory)
+        }
         try s.validate()
         return s
     }
@@ -89,6 +105,7 @@ public struct DaemonSettings: Sendable, Equatable {
         guard maxInflightBytes >= maxBodyBytes else {
             throw DaemonError.settings("max_inflight_bytes (\(maxInflightBytes)) must be ≥ max_body_bytes (\(maxBodyBytes))")
         }
+        guard maxSharedBytes >= 0 else { throw DaemonError.settings("max_shared_bytes must be ≥ 0") }
         guard sealIdleSeconds >= 0 else { throw DaemonError.settings("seal_idle_seconds must be ≥ 0") }
         guard (1...22).contains(zstdLevel) else { throw DaemonError.settings("zstd_level must be 1…22") }
         if let token, token.utf8.count < 16 {

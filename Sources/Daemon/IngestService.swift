@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import LogitCore
 import NIOCore
+import SharedMemory
 import Synchronization
 import WireFormat
 
@@ -17,11 +18,14 @@ public final class IngestService: Sendable {
     let blocking = DispatchQueue(label: "logitd.blocking", attributes: .concurrent)
     /// Last append per dataset id, for the idle sealer.
     let lastAppend = Mutex<[String: ContinuousClock.Instant]>([:])
+    /// Shared-memory regions of teachers on this host.
+    let regions: SharedRegions
 
     init(store: CacheStore, settings: DaemonSettings, metrics: DaemonMetrics) {
         self.store = store
         self.settings = settings
         self.metrics = metrics
+        regions = SharedRegions(limit: settings.maxSharedBytes)
     }
 
     /// Runs blocking work off the cooperative pool.
@@ -43,11 +47,26 @@ public final class IngestService: Sendable {
     /// Decoding, selection and the durable append all run on the blocking queue, reading the
     /// request body in place.
     func append(dataset name: String, body: ByteBuffer) async throws -> AppendOutcome {
+        try await append(dataset: name) { read in try body.withUnsafeReadableBytes { try read($0) } }
+    }
+
+    /// The same for a body a teacher wrote into a registered shared-memory region: read where
+    /// it lies, never copied. The closure holds the mapping, so it outlives an unregister.
+    func appendShared(dataset name: String, region: SharedMemoryMapping, offset: Int, length: Int) async throws -> AppendOutcome {
+        do { _ = try region.bytes(offset: offset, length: length) } catch {
+            throw IngestError(status: 400, "\(error)")
+        }
+        return try await append(dataset: name) { read in try read(try region.bytes(offset: offset, length: length)) }
+    }
+
+    private func append(dataset name: String,
+                        withBody: @escaping @Sendable ((UnsafeRawBufferPointer) throws -> AppendOutcome) throws -> AppendOutcome)
+        async throws -> AppendOutcome {
         let info: DatasetInfo
         do { info = try dataset(name) } catch { throw IngestError(error) }
         let started = ContinuousClock.now
         let outcome = try await offload {
-            try body.withUnsafeReadableBytes { raw in try self.appendBlocking(dataset: name, info: info, body: raw) }
+            try withBody { raw in try self.appendBlocking(dataset: name, info: info, body: raw) }
         }
         metrics.ackLatency.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
         metrics.sequences.increment(by: outcome.new)

@@ -19,7 +19,7 @@ public enum LogitDaemon {
         let router = Router()
         if let token = settings.token { router.add(middleware: BearerAuthMiddleware(token: token)) }
         Routes(holder: holder, metrics: metrics, budget: InflightBudget(limit: settings.maxInflightBytes),
-               maxBodyBytes: settings.maxBodyBytes).add(to: router)
+               maxBodyBytes: settings.maxBodyBytes, sharedMemory: settings.sharedMemory).add(to: router)
 
         let address: BindAddress = settings.unixSocket.map { .unixDomainSocket(path: $0) }
             ?? .hostname(settings.host, port: settings.port)
@@ -87,11 +87,15 @@ struct RecoveryService: Service {
         logger.info("\(store.recovery)", metadata: ["ms": "\((ContinuousClock.now - started).nanoseconds / 1_000_000)"])
         let service = IngestService(store: store, settings: settings, metrics: metrics)
         holder.set(service)
-        // Idle sealing until graceful shutdown; cancellation ends the sleep.
+        // Idle sealing and dropping the regions of exited teachers until graceful shutdown;
+        // cancellation ends the sleep.
         try? await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 try await Task.sleep(for: .seconds(1))
                 await service.sealIdle()
+                for name in service.regions.dropOrphans() {
+                    logger.info("unregistered shared-memory region of an exited process", metadata: ["region": "\(name)"])
+                }
             }
         }
     }

@@ -14,12 +14,16 @@ import Synchronization
 ///     POST /v1/datasets/{name}/seal          flush and seal open shards
 ///     POST /v1/datasets/{name}/sequences     append a batch; 200 only once durable
 ///     POST /v1/datasets/{name}/keys          which of these keys are stored (teachers resume with it)
+///     POST /v1/datasets/{name}/sequences/shared  append a batch lying in a shared-memory region
+///     POST /v1/regions  GET /v1/regions  DELETE /v1/regions/{name}   (schema/SHARED_MEMORY.md)
 ///     GET  /healthz  /readyz  /metrics
 struct Routes {
     let holder: ServiceHolder
     let metrics: DaemonMetrics
     let budget: InflightBudget
     let maxBodyBytes: Int
+    /// Serve the shared-memory routes (setting `shared_memory`).
+    let sharedMemory: Bool
 
     func add(to router: Router<BasicRequestContext>) {
         router.get("healthz") { _, _ in Self.json(200, ["status": "ok"]) }
@@ -62,6 +66,49 @@ struct Routes {
         }
         v1.post(":name/sequences") { request, context in
             try await guarded("append") { try await append(request, name: try context.parameters.require("name")) }
+        }
+        guard sharedMemory else { return }
+        v1.post(":name/sequences/shared") { request, context in
+            try await guarded("append_shared") { try await appendShared(request, name: try context.parameters.require("name")) }
+        }
+        let regions = router.group("v1/regions")
+        regions.post { request, _ in
+            try await guarded("region_register") {
+                let r: RegionRequest = try await Self.decodeJSON(request, "region JSON: expected {\"name\": string, \"path\": string}")
+                let (entry, created) = try holder.require().regions.register(name: r.name, path: r.path)
+                return try Self.json(created ? 201 : 200, entry)
+            }
+        }
+        regions.get { _, _ in try await guarded("region_list") { try Self.json(200, try holder.require().regions.list) } }
+        regions.delete(":name") { _, context in
+            try await guarded("region_unregister") {
+                let name = try context.parameters.require("name")
+                try holder.require().regions.unregister(name)
+                return Self.json(200, ["unregistered": name])
+            }
+        }
+    }
+
+    /// `{"region", "offset", "length"}`: the batch body lies at those bytes of a registered
+    /// region. Same validation, atomicity and answer as a body sent in the request.
+    func appendShared(_ request: Request, name: String) async throws -> Response {
+        let service = try holder.require()
+        let r: SharedAppendRequest = try await Self.decodeJSON(
+            request, "shared append JSON: expected {\"region\": string, \"offset\": int, \"length\": int}")
+        // No max_body_bytes here: that bounds memory bodies hold in the daemon, and a shared body
+        // stays in the teacher's region, bounded by max_shared_bytes.
+        let region = try service.regions.mapping(r.region)
+        metrics.bytesShared.increment(by: max(r.length, 0))
+        let outcome = try await service.appendShared(dataset: name, region: region, offset: r.offset, length: r.length)
+        return try Self.json(200, outcome)
+    }
+
+    static func decodeJSON<T: Decodable>(_ request: Request, _ expected: String) async throws -> T {
+        let body = try await request.body.collect(upTo: 1 << 20)
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer: body))
+        } catch {
+            throw IngestError(status: 400, "\(expected): \(error)")
         }
     }
 
@@ -177,6 +224,8 @@ struct Routes {
 }
 
 struct KeyLookup: Codable { var keys: [String] }
+struct RegionRequest: Codable { var name: String; var path: String }
+struct SharedAppendRequest: Codable { var region: String; var offset: Int; var length: Int }
 
 /// The JSON of a dataset: `{"name", "vocab_size", "tau", "k_min", "k_max", "teacher_id",
 /// "tokenizer_id", "tokenizer_hash", "logprob_scale"}`; policy fields default to the standard policy.

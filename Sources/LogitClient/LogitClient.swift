@@ -4,6 +4,7 @@ import Foundation
 import LogitCore
 import NIOCore
 import NIOHTTP1
+import SharedMemory
 import WireFormat
 
 /// A Swift client of logitd's HTTP API, on AsyncHTTPClient (SwiftNIO). Appends are idempotent
@@ -97,6 +98,39 @@ public final class LogitClient: Sendable {
     public func append(dataset: String, body: ByteBuffer) async throws -> AppendResponse {
         let data = try await send(.POST, "v1/datasets/\(dataset)/sequences", body: body,
                                   contentType: "application/octet-stream").1
+        return try JSONDecoder().decode(AppendResponse.self, from: data)
+    }
+
+    /// Registers a shared-memory region of this process under `name` (schema/SHARED_MEMORY.md);
+    /// registering the same region again is a no-op. The daemon must run on this host.
+    public func registerRegion(name: String, region: SharedMemoryRegion) async throws {
+        _ = try await send(.POST, "v1/regions", body: Self.json(["name": name, "path": region.path]),
+                           contentType: "application/json")
+    }
+
+    /// A registered region as the daemon lists it.
+    public struct RegionInfo: Sendable, Codable, Equatable {
+        public var name: String
+        public var path: String
+        public var bytes: Int
+        public var owner_pid: Int32?
+    }
+
+    public func regions() async throws -> [RegionInfo] {
+        try JSONDecoder().decode([RegionInfo].self, from: try await send(.GET, "v1/regions").1)
+    }
+
+    public func unregisterRegion(name: String) async throws {
+        _ = try await send(.DELETE, "v1/regions/\(name)")
+    }
+
+    /// A wire-format body lying at `offset ..< offset + length` of a registered region: the
+    /// daemon reads it there. Leave those bytes alone until this returns; put the body at a
+    /// multiple of 64 so that the daemon reads aligned rows in place.
+    public func appendShared(dataset: String, region: String, offset: Int, length: Int) async throws -> AppendResponse {
+        let data = try await send(.POST, "v1/datasets/\(dataset)/sequences/shared",
+                                  body: Self.json(["region": region, "offset": offset, "length": length]),
+                                  contentType: "application/json").1
         return try JSONDecoder().decode(AppendResponse.self, from: data)
     }
 

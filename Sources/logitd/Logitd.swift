@@ -26,6 +26,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-inflight-bytes"), help: "Memory bound for bodies in flight.") var maxInflightBytes: Int?
     @Option(name: .customLong("seal-idle-seconds"), help: "Seal open shards idle this long (0: never).") var sealIdleSeconds: Double?
     @Option(name: .customLong("max-shard-bytes"), help: "Rotate shards at this size.") var maxShardBytes: Int?
+    @Option(name: .customLong("shared-memory"), help: "Accept bodies from teachers' shared-memory regions: true or false (default true).")
+    var sharedMemory: String?
+    @Option(name: .customLong("max-shared-bytes"), help: "Bytes all shared-memory regions may map together.") var maxSharedBytes: Int?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.") var logLevel: String = "info"
 
     func run() async throws {
@@ -39,6 +42,8 @@ struct Serve: AsyncParsableCommand {
         overrides["max_inflight_bytes"] = maxInflightBytes.map(String.init)
         overrides["seal_idle_seconds"] = sealIdleSeconds.map { "\($0)" }
         overrides["max_shard_bytes"] = maxShardBytes.map(String.init)
+        overrides["shared_memory"] = sharedMemory
+        overrides["max_shared_bytes"] = maxSharedBytes.map(String.init)
         let settings: DaemonSettings
         do {
             settings = try await DaemonSettings.resolve(overrides: overrides, configFile: config)
