@@ -38,6 +38,11 @@ func measureMemcpyBytesPerSecond(bytes: Int = 256 << 20) -> Double {
 
 /// Prints one JSON object on one line, keys in the given order.
 func printJSONLine(_ fields: KeyValuePairs<String, Any>) {
+    printJSONLine(fields.map { ($0.key, $0.value) })
+}
+
+/// The same for fields assembled at run time.
+func printJSONLine(_ fields: [(String, Any)]) {
     var parts: [String] = []
     for (key, value) in fields {
         let rendered: String

@@ -15,18 +15,24 @@ import FoundationNetworking
 /// same run — the storage engine written directly (no HTTP) by as many threads.
 ///
 /// Sets mode: candidate sets of the synthetic rows (a pool of `--pool` selected positions,
-/// drawn in a scrambled order so that no two sequences repeat). Logits mode: f32 rows of
-/// V = 151,936 from a pool of 32 distinct rows; the daemon selects.
+/// drawn in a scrambled order so that no two sequences repeat). Logits mode: rows of
+/// V = 151,936 for the daemon to select from, per transport (IngestLogitsBench.swift).
 struct IngestBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ingest", abstract: "logitd ingest throughput with durable acks.")
 
     @Option(help: "sets or logits") var mode: String = "sets"
-    @Option(help: "Concurrent clients.") var clients: Int = 8
-    @Option(help: "Positions to send in total (default: 400,000 in sets mode, 6,400 in logits mode).") var positions: Int?
+    @Option(help: "Concurrent clients (default: 8 in sets mode, 2 in logits mode).") var clients: Int?
+    @Option(help: "Positions to send in total (default: 400,000 in sets mode, 51,200 per shared-memory transport in logits mode).")
+    var positions: Int?
+    @Option(help: "Logits mode: positions sent over HTTP, whose bodies are all built before the clock.") var httpPositions: Int = 5_120
     @Option(help: "Tokens per sequence.") var seqLen: Int = 512
     @Option(help: "Sequences per request.") var batch: Int = 4
     @Option(help: "Distinct selected positions to draw from (sets mode).") var pool: Int = 4096
-    @Option(help: "Logits rows per request (logits mode).") var rowsPerRequest: Int = 32
+    @Option(help: "Logits mode: positions (rows) per request, one sequence (default 256: 155 MB in f32, under the daemon's 256 MiB body limit).")
+    var rowsPerRequest: Int?
+    @Option(help: "Logits mode: row dtype sent, f32, f16 or bf16.") var dtype: String = "f32"
+    @Option(help: "Logits mode: shm (bodies in a shared-memory region, sent by reference), shm-copy (each body copied into a slot first), http (the body in the request), or all.")
+    var transport: String = "all"
     @Flag(help: "Measure only the storage engine written directly (sets mode): for profiling it, e.g. under callgrind.")
     var directOnly = false
     @Flag(help: "Print only the JSON line.") var json = false
@@ -37,68 +43,46 @@ struct IngestBench: AsyncParsableCommand {
         guard FileManager.default.isExecutableFile(atPath: logitd) else {
             throw ValidationError("logitd not found beside logit-bench at \(logitd); build the package first")
         }
+        if mode == "logits" {
+            try await runLogits(logitd: logitd)
+            return
+        }
         let vocab = SyntheticTeacher.benchmarkVocab
         let policy = SelectionPolicy.default
         let teacher = SyntheticTeacher()
         let perSequence = seqLen - 1
-        // Every body is built before the clock starts: a logits position is a 608 KB row, so that
-        // mode sends far fewer positions, and an amount that cannot fit in memory is refused.
-        let positions = self.positions ?? (mode == "sets" ? 400_000 : 6_400)
-        let bodyBytes = mode == "sets" ? positions * 40 : positions * (vocab * 4 + 8)
-        guard positions >= 1, bodyBytes <= 8 << 30 else {
-            throw ValidationError("--positions \(positions) would need about \(bodyBytes >> 20) MiB of request bodies; the limit is 8 GiB")
+        // Every body is built before the clock starts.
+        let positions = self.positions ?? 400_000
+        guard positions >= 1, positions * 40 <= 8 << 30 else {
+            throw ValidationError("--positions \(positions) would need about \(positions * 40 >> 20) MiB of request bodies; the limit is 8 GiB")
         }
         let requests = max(1, positions / (perSequence * batch))
         let spec = DatasetSpec(name: "bench", vocabSize: vocab, policy: policy, teacherId: "synthetic")
 
-        // Request bodies, built before the clock starts.
         var bodies: [[UInt8]] = []
         var recordsForDirect: [[SequenceRecord]] = []
-        if mode == "sets" {
-            let (sets, golds) = try SyntheticSets.select(teacher: teacher, policy: policy, positions: pool)
-            var rng = SplitMix64(seed: 11)
-            for r in 0..<requests {
-                var encoder = WireBatchEncoder(mode: .sets, vocabSize: vocab)
-                var records: [SequenceRecord] = []
-                for s in 0..<batch {
-                    let picks = (0..<perSequence).map { _ in Int(rng.next() % UInt64(sets.count)) }
-                    let record = SequenceRecord(key: "r\(r)-s\(s)", tokens: [0] + picks.map { golds[$0] },
-                                                selected: picks.map { sets[$0] })
-                    encoder.append(record)
-                    records.append(record)
-                }
-                bodies.append(encoder.finish())
-                recordsForDirect.append(records)
+        let (sets, golds) = try SyntheticSets.select(teacher: teacher, policy: policy, positions: pool)
+        var rng = SplitMix64(seed: 11)
+        for r in 0..<requests {
+            var encoder = WireBatchEncoder(mode: .sets, vocabSize: vocab)
+            var records: [SequenceRecord] = []
+            for s in 0..<batch {
+                let picks = (0..<perSequence).map { _ in Int(rng.next() % UInt64(sets.count)) }
+                let record = SequenceRecord(key: "r\(r)-s\(s)", tokens: [0] + picks.map { golds[$0] },
+                                            selected: picks.map { sets[$0] })
+                encoder.append(record)
+                records.append(record)
             }
-        } else {
-            let distinct = 32
-            var rows = [Float](repeating: 0, count: distinct * vocab)
-            var golds = [UInt32](repeating: 0, count: distinct)
-            rows.withUnsafeMutableBufferPointer { buf in
-                for i in 0..<distinct {
-                    golds[i] = teacher.fillRow(position: i, into: UnsafeMutableBufferPointer(rebasing: buf[i * vocab..<(i + 1) * vocab]))
-                }
-            }
-            let rowsPerSequence = rowsPerRequest
-            let logitsRequests = max(1, positions / rowsPerSequence)
-            for r in 0..<logitsRequests {
-                var encoder = WireBatchEncoder(mode: .logits, vocabSize: vocab, dtype: .f32)
-                let first = (r * 7) % distinct
-                let picks = (0..<rowsPerSequence).map { (first + $0) % distinct }
-                var seqRows = [Float](repeating: 0, count: rowsPerSequence * vocab)
-                for (t, p) in picks.enumerated() { seqRows[t * vocab..<(t + 1) * vocab] = rows[p * vocab..<(p + 1) * vocab] }
-                seqRows.withUnsafeBytes { encoder.appendLogits(key: "l\(r)", tokens: [0] + picks.map { golds[$0] }, rows: $0) }
-                bodies.append(encoder.finish())
-            }
+            bodies.append(encoder.finish())
+            recordsForDirect.append(records)
         }
-        let totalPositions = mode == "sets" ? requests * batch * perSequence : bodies.count * rowsPerRequest
-        let clientCount = mode == "sets" ? clients : min(clients, 2)
+        let totalPositions = requests * batch * perSequence
+        let clientCount = clients ?? 8
 
         let cache = FileManager.default.temporaryDirectory.path + "/logit-bench-ingest-\(getpid())"
         try? FileManager.default.removeItem(atPath: cache)
         defer { try? FileManager.default.removeItem(atPath: cache) }
         if directOnly {
-            guard mode == "sets" else { throw ValidationError("--direct-only measures sets mode") }
             let rate = try Self.direct(cache: cache + "/direct", spec: spec, batches: recordsForDirect, threads: clientCount,
                                        positions: totalPositions)
             printJSONLine(["mode": mode, "positions": totalPositions, "direct_positions_per_s": rate, "clients": clientCount])
@@ -111,19 +95,58 @@ struct IngestBench: AsyncParsableCommand {
         try await daemon.waitReady()
         let client = LogitClient(baseURL: daemon.baseURL)
         try await client.createDataset(spec)
-        let queue = WorkQueue(count: bodies.count)
         // The client's cheapest path: bodies already in ByteBuffers, sent without a copy.
         let allBodies = bodies.map { ByteBuffer(bytes: $0) }
+        let run = try await Self.drive(daemon: daemon, requests: allBodies.count, clients: clientCount) { own, i, _ in
+            _ = try await own.append(dataset: "bench", body: allBodies[i])
+        }
+        let rssMB = daemon.peakRSSMegabytes()
+
+        // 2. Direct: the storage engine, same batches, as many writer threads, durable acks.
+        let directRate = try Self.direct(cache: cache + "/direct", spec: spec, batches: recordsForDirect, threads: clientCount,
+                                         positions: totalPositions)
+
+        let rate = Double(totalPositions) / run.seconds
+        if !json {
+            print("mode \(mode): \(totalPositions) positions in \(bodies.count) requests from \(clientCount) clients")
+        }
+        printJSONLine(["mode": mode, "positions": totalPositions, "positions_per_s": rate, "direct_positions_per_s": directRate,
+                       "daemon_cpu_us_per_position": run.daemonCPU / Double(totalPositions) * 1e6,
+                       "client_cpu_us_per_position": run.clientCPU / Double(totalPositions) * 1e6,
+                       "http_over_direct": rate / max(directRate, 1e-9), "ack_latency_p50_ms": run.latencyMs(0.5),
+                       "ack_latency_p99_ms": run.latencyMs(0.99), "peak_rss_mb": rssMB, "clients": clientCount,
+                       "request_bytes_mean": Double(bodies.reduce(0) { $0 + $1.count }) / Double(bodies.count)])
+    }
+}
+
+extension IngestBench {
+    /// One timed phase: wall time, sorted ack latencies, and where the CPU went (clients and
+    /// daemon share this machine's cores, so the split says which side bounds the figure).
+    struct Drive {
+        var seconds: Double
+        var latencies: [Double]
+        var daemonCPU: Double
+        var clientCPU: Double
+        func latencyMs(_ q: Double) -> Double {
+            latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(q * Double(latencies.count)))] * 1000
+        }
+    }
+
+    /// Sends requests 0..<`requests` from `clients` concurrent workers, each with its own
+    /// client; `send(client, request, worker)` sends one and returns once it is acked.
+    static func drive(daemon: BenchDaemon, requests: Int, clients: Int,
+                      _ send: @escaping @Sendable (LogitClient, Int, Int) async throws -> Void) async throws -> Drive {
+        let queue = WorkQueue(count: requests)
         let daemonCPU0 = daemon.cpuSeconds(), clientCPU0 = processCPUSeconds()
         let started = now()
         let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
-            for _ in 0..<clientCount {
+            for worker in 0..<clients {
                 group.addTask {
                     let own = LogitClient(baseURL: daemon.baseURL)
                     var mine: [Double] = []
                     while let i = queue.next() {
                         let t0 = now()
-                        _ = try await own.append(dataset: "bench", body: allBodies[i])
+                        try await send(own, i, worker)
                         mine.append(now() - t0)
                     }
                     return mine
@@ -131,42 +154,11 @@ struct IngestBench: AsyncParsableCommand {
             }
             return try await group.reduce(into: [Double]()) { $0 += $1 }
         }.sorted()
-        let httpSeconds = now() - started
-        // Where the CPU went: clients and daemon share this machine's cores, so the split says
-        // which side bounds the figure.
-        let daemonCPU = daemon.cpuSeconds() - daemonCPU0, clientCPU = processCPUSeconds() - clientCPU0
-        let rssMB = daemon.peakRSSMegabytes()
-
-        // 2. Direct: the storage engine, same batches, as many writer threads, durable acks.
-        var directRate = 0.0
-        if mode == "sets" {
-            directRate = try Self.direct(cache: cache + "/direct", spec: spec, batches: recordsForDirect, threads: clientCount,
-                                         positions: totalPositions)
-        }
-
-        let rate = Double(totalPositions) / httpSeconds
-        func pct(_ q: Double) -> Double { latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(q * Double(latencies.count)))] * 1000 }
-        if !json {
-            print("mode \(mode): \(totalPositions) positions in \(bodies.count) requests from \(clientCount) clients")
-        }
-        if mode == "sets" {
-            printJSONLine(["mode": mode, "positions": totalPositions, "positions_per_s": rate, "direct_positions_per_s": directRate,
-                           "daemon_cpu_us_per_position": daemonCPU / Double(totalPositions) * 1e6,
-                           "client_cpu_us_per_position": clientCPU / Double(totalPositions) * 1e6,
-                           "http_over_direct": rate / max(directRate, 1e-9), "ack_latency_p50_ms": pct(0.5),
-                           "ack_latency_p99_ms": pct(0.99), "peak_rss_mb": rssMB, "clients": clientCount,
-                           "request_bytes_mean": Double(bodies.reduce(0) { $0 + $1.count }) / Double(bodies.count)])
-        } else {
-            printJSONLine(["mode": mode, "vocab": vocab, "positions": totalPositions, "positions_per_s": rate,
-                           "daemon_cpu_us_per_position": daemonCPU / Double(totalPositions) * 1e6,
-                           "client_cpu_us_per_position": clientCPU / Double(totalPositions) * 1e6,
-                           "ack_latency_p50_ms": pct(0.5), "ack_latency_p99_ms": pct(0.99), "peak_rss_mb": rssMB,
-                           "clients": clientCount])
-        }
+        let seconds = now() - started
+        return Drive(seconds: seconds, latencies: latencies, daemonCPU: daemon.cpuSeconds() - daemonCPU0,
+                     clientCPU: processCPUSeconds() - clientCPU0)
     }
-}
 
-extension IngestBench {
     /// The storage engine written directly: the same batches from as many writer threads, durable acks.
     static func direct(cache: String, spec: DatasetSpec, batches: [[SequenceRecord]], threads: Int, positions: Int) throws -> Double {
         let store = try CacheStore(directory: cache)
