@@ -18,7 +18,7 @@ public enum LogitDaemon {
         let holder = ServiceHolder()
         let router = Router()
         if let token = settings.token { router.add(middleware: BearerAuthMiddleware(token: token)) }
-        Routes(holder: holder, metrics: metrics, budget: InflightBudget(limit: settings.maxInflightBytes),
+        Routes(holder: holder, metrics: metrics, bodies: BodyMemory(limit: settings.maxInflightBytes),
                maxBodyBytes: settings.maxBodyBytes, sharedMemory: settings.sharedMemory).add(to: router)
 
         let address: BindAddress = settings.unixSocket.map { .unixDomainSocket(path: $0) }

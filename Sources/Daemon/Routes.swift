@@ -20,7 +20,7 @@ import Synchronization
 struct Routes {
     let holder: ServiceHolder
     let metrics: DaemonMetrics
-    let budget: InflightBudget
+    let bodies: BodyMemory
     let maxBodyBytes: Int
     /// Serve the shared-memory routes (setting `shared_memory`).
     let sharedMemory: Bool
@@ -180,19 +180,19 @@ struct Routes {
             throw IngestError(status: 413, "body of \(declared) bytes exceeds the limit of \(maxBodyBytes)")
         }
         let reservation = declared ?? maxBodyBytes
-        guard budget.reserve(reservation) else {
-            throw IngestError(status: 503, "too many bytes in flight (limit \(budget.limit)); retry later")
+        guard var buffer = bodies.acquire(reservation, capacity: declared ?? 64 << 10) else {
+            throw IngestError(status: 503, "too many bytes in flight (limit \(bodies.limit)); retry later")
         }
-        metrics.inflightRequests.record(budget.requests)
-        metrics.inflightBytes.record(budget.inUse)
+        metrics.inflightRequests.record(bodies.requests)
+        metrics.inflightBytes.record(bodies.inFlight)
         defer {
-            budget.release(reservation)
-            metrics.inflightBytes.record(budget.inUse)
-            metrics.inflightRequests.record(budget.requests)
+            bodies.release(reservation, buffer: buffer)
+            metrics.inflightBytes.record(bodies.inFlight)
+            metrics.inflightRequests.record(bodies.requests)
         }
-        // Collected into one buffer sized from Content-Length: growing by doubling would copy
-        // a tens-of-megabytes logits body several times.
-        var buffer = ByteBufferAllocator().buffer(capacity: declared ?? 64 << 10)
+        // Collected into one buffer sized from Content-Length (growing by doubling would copy a
+        // logits body several times), reused across requests (a fresh one costs a page fault
+        // per 4 KiB on first write).
         for try await chunk in request.body {
             guard buffer.readableBytes + chunk.readableBytes <= maxBodyBytes else {
                 throw IngestError(status: 413, "body exceeds the limit of \(maxBodyBytes) bytes")
@@ -261,24 +261,59 @@ struct DatasetRequest: Codable {
     }
 }
 
-/// Bounds the memory held by request bodies in flight (backpressure): a request reserves its
-/// declared length before its body is read and gets 503 + Retry-After when the bound is reached.
-final class InflightBudget: Sendable {
+/// Bounds the memory held by request bodies (backpressure) and keeps idle body buffers for
+/// reuse inside the same bound. A request reserves its declared length before its body is read
+/// and gets 503 + Retry-After when the bound is reached; idle buffers are dropped first, so they
+/// never cause a 503.
+final class BodyMemory: Sendable {
     let limit: Int
-    private let state = Mutex<(bytes: Int, requests: Int)>((0, 0))
+    /// Buffers smaller than this are not worth keeping.
+    static let minimumKept = 1 << 20
+    private struct State {
+        var inFlight = 0
+        var requests = 0
+        var idle: [ByteBuffer] = []
+        var idleBytes = 0
+    }
+    private let state = Mutex<State>(State())
 
     init(limit: Int) { self.limit = limit }
 
-    func reserve(_ bytes: Int) -> Bool {
-        state.withLock { s in
-            guard s.bytes + bytes <= limit else { return false }
-            s.bytes += bytes
+    /// Reserves `bytes` and returns an empty buffer of at least `capacity`, reused when one is
+    /// idle; nil when the reservation does not fit.
+    func acquire(_ bytes: Int, capacity: Int) -> ByteBuffer? {
+        let reused: ByteBuffer?? = state.withLock { s in
+            guard s.inFlight + bytes <= limit else { return .none }
+            s.inFlight += bytes
             s.requests += 1
-            return true
+            var pick: ByteBuffer?
+            if let i = s.idle.indices.filter({ s.idle[$0].capacity >= capacity }).min(by: { s.idle[$0].capacity < s.idle[$1].capacity }) {
+                pick = s.idle.remove(at: i)
+                s.idleBytes -= pick!.capacity
+                // Cleared here, not on release: now the pool holds the only reference, so the
+                // storage is kept (clearing a shared buffer would allocate a new one).
+                pick?.clear()
+            }
+            // Idle buffers give way to bodies in flight.
+            while s.inFlight + s.idleBytes > limit, let dropped = s.idle.popLast() { s.idleBytes -= dropped.capacity }
+            return .some(pick)
+        }
+        guard let reused else { return nil }
+        return reused ?? ByteBufferAllocator().buffer(capacity: capacity)
+    }
+
+    /// Ends a reservation; keeps `buffer` for reuse when it is large and room remains.
+    func release(_ bytes: Int, buffer: ByteBuffer) {
+        let kept = buffer
+        state.withLock { s in
+            s.inFlight -= bytes
+            s.requests -= 1
+            guard kept.capacity >= Self.minimumKept, s.inFlight + s.idleBytes + kept.capacity <= limit, s.idle.count < 8 else { return }
+            s.idle.append(kept)
+            s.idleBytes += kept.capacity
         }
     }
 
-    func release(_ bytes: Int) { state.withLock { $0.bytes -= bytes; $0.requests -= 1 } }
-    var inUse: Int { state.withLock { $0.bytes } }
+    var inFlight: Int { state.withLock { $0.inFlight } }
     var requests: Int { state.withLock { $0.requests } }
 }
