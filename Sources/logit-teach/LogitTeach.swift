@@ -31,6 +31,8 @@ struct LogitTeach: AsyncParsableCommand {
     @Option(help: "Largest K before the gold token is forced in.") var kmax: Int = SelectionPolicy.default.kMax
     @Option(help: "sets: select here and send the sets; logits: send full rows, logitd selects (needs --daemon).")
     var mode: String = "sets"
+    @Flag(help: "Logits mode with logitd on this host: hand the rows over in shared memory instead of the socket (schema/SHARED_MEMORY.md).")
+    var sharedMemory = false
     @Option(help: "Tokens per sequence (window).") var seqLen: Int = 256
     @Option(help: "Windows per model forward (model teacher).") var batch: Int = 8
     @Option(help: "Positions to record (synthetic teacher).") var positions: Int = 20_000
@@ -46,6 +48,9 @@ struct LogitTeach: AsyncParsableCommand {
         guard (cache == nil) != (daemon == nil) else { throw ValidationError("give exactly one of --cache DIR and --daemon URL") }
         guard mode == "sets" || mode == "logits" else { throw ValidationError("--mode must be sets or logits, not '\(mode)'") }
         if mode == "logits", daemon == nil { throw ValidationError("--mode logits sends full rows to logitd; it needs --daemon") }
+        if sharedMemory, mode != "logits" || daemon == nil {
+            throw ValidationError("--shared-memory hands logits rows to a logitd on this host; it needs --mode logits and --daemon")
+        }
         guard seqLen >= 2, seqLen <= SequenceRecord.maxTokens else { throw ValidationError("--seq-len must be 2…\(SequenceRecord.maxTokens)") }
         guard batch >= 1 else { throw ValidationError("--batch must be ≥ 1") }
         guard positions >= 1 else { throw ValidationError("--positions must be ≥ 1") }
@@ -71,7 +76,7 @@ struct LogitTeach: AsyncParsableCommand {
                 ready = await client.ready()
             }
             guard ready else { throw ValidationError("logitd at \(url) did not become ready within 60 s (GET /readyz)") }
-            sink = .daemon(client)
+            sink = .daemon(client, shared: sharedMemory ? SharedLogitsSender(client: client) : nil)
         }
         let policy = SelectionPolicy(tau: tau, kMin: kmin, kMax: kmax)
         do {

@@ -2,6 +2,7 @@ import Catalog
 import Foundation
 import LogitClient
 import LogitCore
+import SharedMemory
 import WireFormat
 
 /// Where a teacher's sequences go: straight into a cache directory (one machine, no daemon), or
@@ -9,12 +10,13 @@ import WireFormat
 /// idempotent per key, so a re-run after a crash resends nothing twice.
 enum RecordSink {
     case cache(CacheStore)
-    case daemon(LogitClient)
+    /// `shared`: logits bodies go through a shared-memory slot (logitd on this host).
+    case daemon(LogitClient, shared: SharedLogitsSender?)
 
     func createDataset(_ spec: DatasetSpec) async throws {
         switch self {
         case .cache(let store): _ = try store.createDataset(spec)
-        case .daemon(let client): try await client.createDataset(spec)
+        case .daemon(let client, _): try await client.createDataset(spec)
         }
     }
 
@@ -29,7 +31,7 @@ enum RecordSink {
                 found.formUnion(try store.catalog.contentHashes(datasetId: info.id, keys: chunk).keys)
             }
             return found
-        case .daemon(let client):
+        case .daemon(let client, _):
             return try await client.presentKeys(dataset: dataset, keys: keys)
         }
     }
@@ -38,7 +40,7 @@ enum RecordSink {
     func append(dataset: String, vocabSize: Int, records: [SequenceRecord]) async throws {
         switch self {
         case .cache(let store): _ = try store.appendDurably(dataset: dataset, records: records)
-        case .daemon(let client): _ = try await client.append(dataset: dataset, vocabSize: vocabSize, records: records)
+        case .daemon(let client, _): _ = try await client.append(dataset: dataset, vocabSize: vocabSize, records: records)
         }
     }
 
@@ -46,15 +48,48 @@ enum RecordSink {
     func appendLogits(dataset: String, body: [UInt8]) async throws {
         switch self {
         case .cache: throw ValidationErrorMessage("--mode logits sends full rows to logitd; it needs --daemon")
-        case .daemon(let client): _ = try await client.append(dataset: dataset, body: body)
+        case .daemon(_, let shared?): try await shared.append(dataset: dataset, body: body)
+        case .daemon(let client, nil): _ = try await client.append(dataset: dataset, body: body)
         }
     }
 
     func seal(dataset: String) async throws {
         switch self {
         case .cache(let store): try store.seal(dataset: dataset)
-        case .daemon(let client): try await client.seal(dataset: dataset)
+        case .daemon(let client, let shared):
+            try await shared?.close()
+            try await client.seal(dataset: dataset)
         }
+    }
+}
+
+/// Sends logits bodies through one shared-memory slot (schema/SHARED_MEMORY.md): the rows are
+/// written once, into memory the daemon maps, instead of crossing a socket. The slot is made
+/// on the first body and remade larger if a later body does not fit.
+actor SharedLogitsSender {
+    let client: LogitClient
+    private var slots: SharedMemorySlots?
+
+    init(client: LogitClient) { self.client = client }
+
+    func append(dataset: String, body: [UInt8]) async throws {
+        if let current = slots, body.count > current.slotBytes {
+            try await current.close()
+            slots = nil
+        }
+        let slots: SharedMemorySlots
+        if let current = self.slots {
+            slots = current
+        } else {
+            slots = try await SharedMemorySlots(client: client, name: "logit-teach-\(getpid())", slotBytes: body.count)
+            self.slots = slots
+        }
+        _ = try await slots.append(dataset: dataset, body: body, slot: 0)
+    }
+
+    func close() async throws {
+        try await slots?.close()
+        slots = nil
     }
 }
 

@@ -78,7 +78,7 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(r.status, 1, "a resumed run with other settings must be refused")
         XCTAssertTrue(r.stderr.contains("steps"), r.stderr)
 
-        // Stage 0 through the daemon, in both modes: the daemon selects from the rows with the
+        // Stage 0 through the daemon, in both modes (logits also through shared memory): the daemon selects from the rows with the
         // same policy the teacher uses, so both datasets must hold the same sets.
         let (daemon, url) = try startDaemon(cache: cache)
         defer { if daemon.isRunning { daemon.terminate() } }
@@ -91,6 +91,10 @@ final class PipelineTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("0 to record"), "a re-run must skip every stored window: \(r.stdout)")
         r = try run("logit-teach", teach + ["--dataset", "domain-logits", "--mode", "logits"])
         XCTAssertEqual(r.status, 0, r.stderr + r.stdout)
+        r = try run("logit-teach", teach + ["--dataset", "domain-shm", "--mode", "logits", "--shared-memory"])
+        XCTAssertEqual(r.status, 0, r.stderr + r.stdout)
+        r = try run("logit-teach", teach + ["--dataset", "domain-shm", "--shared-memory"])
+        XCTAssertEqual(r.status, 64, "--shared-memory without --mode logits must be refused")
         daemon.terminate()
         daemon.waitUntilExit()
         XCTAssertEqual(daemon.terminationStatus, 0)
@@ -105,6 +109,8 @@ final class PipelineTests: XCTestCase {
             let a = try XCTUnwrap(try store.read(dataset: "domain", key: key))
             let b = try XCTUnwrap(try store.read(dataset: "domain-logits", key: key), "logits mode lost \(key)")
             XCTAssertEqual(a, b, "sets and logits mode disagree on \(key)")
+            let c = try XCTUnwrap(try store.read(dataset: "domain-shm", key: key), "shared memory lost \(key)")
+            XCTAssertEqual(a, c, "sets mode and logits through shared memory disagree on \(key)")
         }
         r = try run("logitctl", ["verify", cache])
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
