@@ -1,4 +1,5 @@
 import Foundation
+import LogitCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -23,10 +24,7 @@ enum FileOps {
 
     /// Makes a directory's entries (new, renamed files) durable.
     static func fsyncDirectory(_ path: String) throws(StoreError) {
-        let fd = open(path, O_RDONLY | O_DIRECTORY)
-        guard fd >= 0 else { throw .io("opening directory \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        guard fsync(fd) == 0 else { throw .io("fsync of directory \(path): \(String(cString: strerror(errno)))") }
+        if let failure = fsyncPath(path) { throw .io(failure) }
     }
 
     static func rename(_ from: String, _ to: String) throws(StoreError) {

@@ -365,9 +365,5 @@ func syncFile(_ fd: Int32, path: String) throws(ShardError) {
 }
 
 func syncDirectory(of path: String) throws(ShardError) {
-    let dir = (path as NSString).deletingLastPathComponent
-    let fd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    guard fd >= 0 else { throw ShardError(path: path, reason: "cannot open directory \(dir) to fsync: \(errnoString())") }
-    defer { close(fd) }
-    guard fsync(fd) == 0 else { throw ShardError(path: path, reason: "fsync of directory \(dir) failed: \(errnoString())") }
+    if let failure = fsyncPath((path as NSString).deletingLastPathComponent) { throw ShardError(path: path, reason: failure) }
 }

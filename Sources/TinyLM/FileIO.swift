@@ -1,3 +1,4 @@
+import LogitCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -69,10 +70,7 @@ enum FileIO {
 
     /// fsync of a directory, so a rename inside it is durable.
     static func syncDirectory(_ path: String) throws {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw ModelError.io(path: path, reason: "cannot open directory: \(errorText())") }
-        defer { close(fd) }
-        try fsyncOrThrow(fd, path: path)
+        if let failure = fsyncPath(path) { throw ModelError.io(path: path, reason: failure) }
     }
 
     static func renameOrThrow(_ from: String, _ to: String) throws {

@@ -1,4 +1,5 @@
 import Foundation
+import LogitCore
 import Optim
 import Replay
 import TinyLM
@@ -110,9 +111,6 @@ public enum RunCheckpoint {
     }
 
     static func sync(_ path: String) throws {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw TrainingError.io("cannot open \(path) to fsync it: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        guard fsync(fd) == 0 else { throw TrainingError.io("fsync of \(path) failed: \(String(cString: strerror(errno)))") }
+        if let failure = fsyncPath(path) { throw TrainingError.io(failure) }
     }
 }
