@@ -18,6 +18,9 @@ public final class IngestService: Sendable {
     let blocking = DispatchQueue(label: "logitd.blocking", attributes: .concurrent)
     /// Last append per dataset id, for the idle sealer.
     let lastAppend = Mutex<[String: ContinuousClock.Instant]>([:])
+    /// Requests in logits-mode selection right now.
+    let selectingRequests = Atomic<Int>(0)
+    static let cores = ProcessInfo.processInfo.activeProcessorCount
     /// Shared-memory regions of teachers on this host.
     let regions: SharedRegions
 
@@ -109,7 +112,12 @@ public final class IngestService: Sendable {
                         info: DatasetInfo, offsets: [Int]) throws -> [SequenceRecord] {
         let selector = try TopKSelector(policy: info.spec.policy)
         let vocab = info.spec.vocabSize
-        let threads = settings.selectionThreads > 0 ? settings.selectionThreads : nil
+        // The cores are shared by the requests selecting at the same moment: one request alone
+        // gets them all, two each get half. Splitting every request across every core instead
+        // has threads of several requests contend for the same cores and memory bandwidth.
+        let selecting = selectingRequests.add(1, ordering: .relaxed).newValue
+        defer { selectingRequests.subtract(1, ordering: .relaxed) }
+        let threads = settings.selectionThreads > 0 ? settings.selectionThreads : max(1, Self.cores / selecting)
         var records: [SequenceRecord] = []
         records.reserveCapacity(sequences.count)
         for (s, seq) in sequences.enumerated() {
