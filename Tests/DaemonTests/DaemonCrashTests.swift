@@ -3,12 +3,15 @@ import Foundation
 import LogitClient
 import LogitCore
 import ShardFormat
+import SharedMemory
 import Synchronization
+import WireFormat
 import XCTest
 
-/// Storage invariant 2 end to end: a 200 from logitd means durable. Several clients stream,
-/// logitd is SIGKILLed at a random moment, restarted on the same cache: every sequence that got
-/// a 200 is present and byte-identical, nothing else is half-visible, and it serves again.
+/// Storage invariant 2 end to end: a 200 from logitd means durable. Several clients stream (sets
+/// over HTTP, and logits rows through shared memory), logitd is SIGKILLed at a random moment,
+/// restarted on the same cache: every sequence that got a 200 is present and byte-identical,
+/// nothing else is half-visible, and it serves again.
 final class DaemonCrashTests: XCTestCase {
     func testAckedBatchesSurviveSIGKILLOfTheDaemon() async throws {
         let cache = temporaryDirectory()
@@ -39,6 +42,34 @@ final class DaemonCrashTests: XCTestCase {
                         }
                     }
                 }
+                // A same-host teacher: logits rows in a shared-memory slot, the daemon selects.
+                group.addTask {
+                    let client = LogitClient(baseURL: baseURL, maxAttempts: 1)
+                    let teacher = SyntheticTeacher(vocabSize: 4000, seed: 3)
+                    let selector = try TopKSelector(policy: spec.policy)
+                    guard let slots = try? await SharedMemorySlots(client: client, name: "crash-teacher", slotBytes: 1 << 20) else { return }
+                    var b = 0
+                    while true {
+                        let key = "r\(round)-shm-b\(b)"
+                        var rows = [Float](repeating: 0, count: 10 * 4000)
+                        var tokens: [UInt32] = [1]
+                        for t in 0..<10 {
+                            tokens.append(rows.withUnsafeMutableBufferPointer {
+                                teacher.fillRow(position: 10 * b + t, into: UnsafeMutableBufferPointer(rebasing: $0[t * 4000..<(t + 1) * 4000]))
+                            })
+                        }
+                        var encoder = WireBatchEncoder(mode: .logits, vocabSize: 4000, dtype: .f32)
+                        rows.withUnsafeBytes { encoder.appendLogits(key: key, tokens: tokens, rows: $0) }
+                        do {
+                            _ = try await slots.append(dataset: "crash", body: encoder.finish(), slot: 0)
+                        } catch {
+                            return   // the daemon is gone
+                        }
+                        let sets = try rows.withUnsafeBufferPointer { try selector.selectBatch(rows: $0, vocab: 4000, golds: Array(tokens.dropFirst())) }
+                        acked.logits.withLock { $0[key] = SequenceRecord(key: key, tokens: tokens, selected: sets) }
+                        b += 1
+                    }
+                }
                 try await Task.sleep(for: .milliseconds(killAfter))
                 XCTAssertEqual(daemon.stop(SIGKILL), SIGKILL)
                 try await group.waitForAll()
@@ -54,10 +85,15 @@ final class DaemonCrashTests: XCTestCase {
             let expected = canonicalized(generator.record(key: key, seed: 7), logprobScale: 64)
             XCTAssertEqual(try store.read(dataset: "crash", key: key), expected, "acked \(key) lost or changed")
         }
+        let logits = acked.logits.withLock { $0 }
+        XCTAssertGreaterThan(logits.count, 0, "no shared-memory batch was acked")
+        for (key, record) in logits {
+            XCTAssertEqual(try store.read(dataset: "crash", key: key), canonicalized(record, logprobScale: 64), "acked \(key) lost or changed")
+        }
         // Nothing half-visible: every catalogued sequence decodes and matches its hash.
         let audit = try CacheVerifier(store: store).verify()
         XCTAssertTrue(audit.isClean, "\(audit.problems)")
-        XCTAssertGreaterThanOrEqual(audit.sequencesChecked, keys.count)
+        XCTAssertGreaterThanOrEqual(audit.sequencesChecked, keys.count + logits.count)
         // And it serves again.
         let again = try await LogitClient(baseURL: daemon.baseURL).append(
             dataset: "crash", vocabSize: 4000, records: [generator.record(key: "after", seed: 7)])
@@ -69,4 +105,6 @@ final class DaemonCrashTests: XCTestCase {
 /// Keys the clients saw acknowledged, shared by the client tasks.
 final class AckLog: Sendable {
     let keys = Mutex<[String]>([])
+    /// Logits batches acked through shared memory, with the sets the daemon had to store.
+    let logits = Mutex<[String: SequenceRecord]>([:])
 }
