@@ -13,6 +13,8 @@ final class DaemonMetrics: Sendable {
     let bytesIn: CoreMetrics.Counter
     let bytesOut: CoreMetrics.Counter
     let bytesShared: CoreMetrics.Counter
+    let sharedRegions: CoreMetrics.Gauge
+    let sharedMappedBytes: CoreMetrics.Gauge
     let inflightBytes: CoreMetrics.Gauge
     let inflightRequests: CoreMetrics.Gauge
     let ackLatency: Metrics.Timer
@@ -30,6 +32,8 @@ final class DaemonMetrics: Sendable {
         bytesIn = CoreMetrics.Counter(label: "logitd_bytes_in_total", factory: factory)
         bytesOut = CoreMetrics.Counter(label: "logitd_bytes_out_total", factory: factory)
         bytesShared = CoreMetrics.Counter(label: "logitd_shared_memory_bytes_total", factory: factory)
+        sharedRegions = CoreMetrics.Gauge(label: "logitd_shared_memory_regions", factory: factory)
+        sharedMappedBytes = CoreMetrics.Gauge(label: "logitd_shared_memory_mapped_bytes", factory: factory)
         inflightBytes = CoreMetrics.Gauge(label: "logitd_inflight_bytes", factory: factory)
         inflightRequests = CoreMetrics.Gauge(label: "logitd_queue_depth", factory: factory)
         ackLatency = Metrics.Timer(label: "logitd_ack_latency_seconds", factory: factory)
@@ -45,4 +49,9 @@ final class DaemonMetrics: Sendable {
     }
 
     func render() -> [UInt8] { registry.emitToBuffer() }
+
+    func record(regions: [SharedRegions.Entry]) {
+        sharedRegions.record(regions.count)
+        sharedMappedBytes.record(regions.reduce(0) { $0 + $1.bytes })
+    }
 }

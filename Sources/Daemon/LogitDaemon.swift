@@ -96,6 +96,7 @@ struct RecoveryService: Service {
                 for name in service.regions.dropOrphans() {
                     logger.info("unregistered shared-memory region of an exited process", metadata: ["region": "\(name)"])
                 }
+                metrics.record(regions: service.regions.list)
             }
         }
     }

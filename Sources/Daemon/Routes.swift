@@ -75,7 +75,9 @@ struct Routes {
         regions.post { request, _ in
             try await guarded("region_register") {
                 let r: RegionRequest = try await Self.decodeJSON(request, "region JSON: expected {\"name\": string, \"path\": string}")
-                let (entry, created) = try holder.require().regions.register(name: r.name, path: r.path)
+                let regions = try holder.require().regions
+                let (entry, created) = try regions.register(name: r.name, path: r.path)
+                metrics.record(regions: regions.list)
                 return try Self.json(created ? 201 : 200, entry)
             }
         }
@@ -83,7 +85,9 @@ struct Routes {
         regions.delete(":name") { _, context in
             try await guarded("region_unregister") {
                 let name = try context.parameters.require("name")
-                try holder.require().regions.unregister(name)
+                let regions = try holder.require().regions
+                try regions.unregister(name)
+                metrics.record(regions: regions.list)
                 return Self.json(200, ["unregistered": name])
             }
         }

@@ -61,8 +61,9 @@ public final class SharedMemoryRegion: @unchecked Sendable {
     }
 }
 
-/// A region opened read-only by the daemon. Only size-sealed memfds are accepted: a file the
-/// client could truncate would turn every later read of the lost pages into a SIGBUS.
+/// A region opened read-only by the daemon. Only size-sealed memfds of the daemon's own user are
+/// accepted: a file the client could truncate would turn every later read of the lost pages
+/// into a SIGBUS.
 ///
 /// `@unchecked Sendable`: immutable after init; the bytes belong to the client, and what the
 /// daemon derives from them is validated like any request body.
@@ -84,6 +85,11 @@ public final class SharedMemoryMapping: @unchecked Sendable {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw .system("stat of \(path)", errno: errno) }
         guard st.st_mode & S_IFMT == S_IFREG else { throw .invalid("\(path) is not a shared-memory file (memfd)") }
+        // Only a teacher running as the daemon's own user may hand it memory: a daemon with
+        // more rights (root) must not become a way to read other users' memfds.
+        guard st.st_uid == geteuid() else {
+            throw .invalid("\(path) belongs to uid \(st.st_uid), not to this process's uid \(geteuid()); the teacher must run as the same user")
+        }
         switch logitd_size_is_sealed(fd) {
         case 1: break
         case 0: throw .invalid("\(path) can still shrink: seal it with F_SEAL_SHRINK (memfd_create with MFD_ALLOW_SEALING, then F_ADD_SEALS)")

@@ -79,9 +79,16 @@ final class SharedMemoryTransportTests: XCTestCase {
         XCTAssertEqual(listed.first?.owner_pid, getpid())
         XCTAssertEqual(listed.first?.bytes, slots.region.bytes.count)
 
+        var metrics = String(decoding: try await client.send(.GET, "metrics").1, as: UTF8.self)
+        XCTAssertTrue(metrics.contains("logitd_shared_memory_regions 1"), metrics)
+        XCTAssertTrue(metrics.contains("logitd_shared_memory_mapped_bytes \(slots.region.bytes.count)"), metrics)
+        XCTAssertTrue(metrics.contains("logitd_shared_memory_bytes_total \(2 * body.count)"), metrics)
+
         try await slots.close()
         let afterClose = try await client.regions()
         XCTAssertEqual(afterClose, [])
+        metrics = String(decoding: try await client.send(.GET, "metrics").1, as: UTF8.self)
+        XCTAssertTrue(metrics.contains("logitd_shared_memory_regions 0"), metrics)
         await assertStatus(404, "unknown shared-memory region") { try await slots.append(dataset: "domain", slot: 1, length: body.count) }
         XCTAssertEqual(daemon.stop(), 0)
     }
@@ -134,7 +141,7 @@ final class SharedMemoryTransportTests: XCTestCase {
     }
 
     /// A Python child holding a memfd; `sealed` adds F_SEAL_SHRINK. Prints "PID FD".
-    func memfdOwner(sealed: Bool) throws -> (Process, String) {
+    func memfdOwner(sealed: Bool, uid: UInt32? = nil) throws -> (Process, String) {
         let script = """
         import fcntl, os, sys, time
         fd = os.memfd_create("teacher", os.MFD_ALLOW_SEALING)
@@ -145,8 +152,13 @@ final class SharedMemoryTransportTests: XCTestCase {
         time.sleep(120)
         """
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = ["-c", script]
+        if let uid {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "/usr/bin/python3", "-c", script]
+        } else {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+            process.arguments = ["-c", script]
+        }
         let out = Pipe()
         process.standardOutput = out
         try process.run()
@@ -161,12 +173,19 @@ final class SharedMemoryTransportTests: XCTestCase {
         return (process, "/proc/\(parts[0])/fd/\(parts[1])")
     }
 
-    func testUnsealedMemfdsAreRefusedAndRegionsOfExitedTeachersAreDropped() async throws {
+    func testUnsealedOrForeignMemfdsAreRefusedAndRegionsOfExitedTeachersAreDropped() async throws {
         let (daemon, client) = try await started()
         // A region its owner could shrink: every later read of a lost page would be a SIGBUS.
         let (loose, loosePath) = try memfdOwner(sealed: false)
         defer { loose.terminate() }
         await assertStatus(400, "can still shrink") { try await self.register(client, "loose", loosePath) }
+
+        // A root daemon must not read another user's memory on a client's say-so.
+        if geteuid() == 0 {
+            let (stranger, strangerPath) = try memfdOwner(sealed: true, uid: 65534)
+            defer { stranger.terminate() }
+            await assertStatus(400, "belongs to uid 65534") { try await self.register(client, "stranger", strangerPath) }
+        }
 
         let (owner, path) = try memfdOwner(sealed: true)
         try await register(client, "teacher", path)
