@@ -60,3 +60,57 @@ func printJSONLine(_ fields: [(String, Any)]) {
     }
     print("{" + parts.joined(separator: ", ") + "}")
 }
+
+/// Bytes per second one loopback TCP connection carries between two threads of this process,
+/// with nothing else to do: the ceiling of any transport that moves logits rows through a socket.
+func measureLoopbackTCPBytesPerSecond(bytes: Int = 2 << 30) throws -> Double {
+    let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard listener >= 0 else { throw ValidationErrorText("socket: \(String(cString: strerror(errno)))") }
+    defer { close(listener) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { p in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) == 0 && listen(listener, 1) == 0 && getsockname(listener, $0, &length) == 0 }
+    }
+    guard bound else { throw ValidationErrorText("binding a loopback socket: \(String(cString: strerror(errno)))") }
+    let chunk = 1 << 20
+    let boundAddress = address
+    let sender = Thread {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var target = boundAddress
+        let connected = withUnsafePointer(to: &target) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 64)
+        buffer.initializeMemory(as: UInt8.self, repeating: 1)
+        var sent = 0
+        while connected && sent < bytes {
+            let n = send(fd, buffer.baseAddress, min(chunk, bytes - sent), 0)
+            if n <= 0 { break }
+            sent += n
+        }
+        buffer.deallocate()
+        close(fd)
+    }
+    sender.start()
+    let connection = accept(listener, nil, nil)
+    guard connection >= 0 else { throw ValidationErrorText("accept: \(String(cString: strerror(errno)))") }
+    defer { close(connection) }
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 64)
+    defer { buffer.deallocate() }
+    var received = 0
+    let t0 = now()
+    while true {
+        let n = recv(connection, buffer.baseAddress, chunk, 0)
+        if n <= 0 { break }
+        received += n
+    }
+    return Double(received) / (now() - t0)
+}
+
+struct ValidationErrorText: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}

@@ -8,8 +8,9 @@ import SharedMemory
 import WireFormat
 
 /// `logit-bench ingest --mode logits`: full-vocabulary rows (V = 151,936) for the daemon to
-/// select from, through each transport in turn, against the baseline measured in the same run:
-/// `logit-bench topk`'s all-core selection of f32 rows already in this process's memory.
+/// select from, through each transport in turn, against the baselines measured in the same run:
+/// `logit-bench topk`'s all-core selection of f32 rows already in this process's memory, and
+/// the bytes one loopback TCP connection carries (the ceiling of the `http` transport).
 ///
 /// - `http`: bodies ready in `ByteBuffer`s before the clock; every byte crosses the loopback
 ///   socket (a copy into the kernel and one out) and is collected into one buffer.
@@ -134,6 +135,9 @@ extension IngestBench {
             selector: try TopKSelector(policy: .default), rows: UnsafeBufferPointer(topkPool), vocab: vocab, golds: topkGolds,
             positions: topkPositions, threads: ProcessInfo.processInfo.activeProcessorCount)
         let topkRate = Double(topkPositions) / topkSeconds
+        // The socket alone, same run: what HTTP could reach if nothing but the bytes moved.
+        let tcpBytesPerSecond = try measureLoopbackTCPBytesPerSecond()
+        let bytesPerPosition = Double(bodyLength) / Double(rows)
 
         let headline = results.first { $0.name == "shm" } ?? results[0]
         let rate = Double(headline.positions) / headline.run.seconds
@@ -155,7 +159,9 @@ extension IngestBench {
                 ("\(key)_ack_latency_p99_ms", run.latencyMs(0.99)),
             ]
         }
-        fields += [("peak_rss_mb", rssMB), ("clients", clientCount), ("rows_per_request", rows), ("request_bytes", bodyLength)]
+        fields += [("loopback_tcp_bytes_per_s", tcpBytesPerSecond),
+                   ("loopback_tcp_ceiling_positions_per_s", tcpBytesPerSecond / bytesPerPosition),
+                   ("peak_rss_mb", rssMB), ("clients", clientCount), ("rows_per_request", rows), ("request_bytes", bodyLength)]
         printJSONLine(fields)
     }
 }
