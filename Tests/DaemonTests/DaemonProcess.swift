@@ -28,13 +28,7 @@ final class DaemonProcess {
         process.standardError = errors
         try process.run()
         // The first stdout line is "listening on http://127.0.0.1:PORT".
-        var line = ""
-        let handle = output.fileHandleForReading
-        while !line.hasSuffix("\n") {
-            let byte = handle.readData(ofLength: 1)
-            guard !byte.isEmpty else { break }
-            line += String(decoding: byte, as: UTF8.self)
-        }
+        let line = firstLine(of: output.fileHandleForReading)
         guard let range = line.range(of: "listening on ") else {
             process.waitUntilExit()
             let err = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
@@ -60,6 +54,18 @@ final class DaemonProcess {
     }
 
     deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
+}
+
+/// The first line a child process writes (byte by byte: nothing past it is consumed), with its
+/// newline; what there is if the pipe closes first.
+func firstLine(of handle: FileHandle) -> String {
+    var line = ""
+    while !line.hasSuffix("\n") {
+        let byte = handle.readData(ofLength: 1)
+        guard !byte.isEmpty else { break }
+        line += String(decoding: byte, as: UTF8.self)
+    }
+    return line
 }
 
 func temporaryDirectory(_ name: String = #function) -> String {

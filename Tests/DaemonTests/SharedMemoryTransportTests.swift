@@ -162,12 +162,7 @@ final class SharedMemoryTransportTests: XCTestCase {
         let out = Pipe()
         process.standardOutput = out
         try process.run()
-        var line = ""
-        while !line.hasSuffix("\n") {
-            let byte = out.fileHandleForReading.readData(ofLength: 1)
-            guard !byte.isEmpty else { break }
-            line += String(decoding: byte, as: UTF8.self)
-        }
+        let line = firstLine(of: out.fileHandleForReading)
         let parts = line.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
         XCTAssertEqual(parts.count, 2, "python child said '\(line)'")
         return (process, "/proc/\(parts[0])/fd/\(parts[1])")
