@@ -1,6 +1,7 @@
 import CoreMetrics
 import Metrics
 import Prometheus
+import SharedMemory
 
 /// The daemon's Prometheus metrics, made through swift-metrics with a factory of its own (no
 /// process-global bootstrap, so several daemons can run in one test process).
@@ -50,7 +51,7 @@ final class DaemonMetrics: Sendable {
 
     func render() -> [UInt8] { registry.emitToBuffer() }
 
-    func record(regions: [SharedRegions.Entry]) {
+    func record(regions: [SharedRegionInfo]) {
         sharedRegions.record(regions.count)
         sharedMappedBytes.record(regions.reduce(0) { $0 + $1.bytes })
     }

@@ -107,8 +107,9 @@ struct Routes {
         return try Self.json(200, outcome)
     }
 
-    static func decodeJSON<T: Decodable>(_ request: Request, _ expected: String) async throws -> T {
-        let body = try await request.body.collect(upTo: 1 << 20)
+    /// A JSON request body of at most `limit` bytes; a 400 naming `expected` when it does not decode.
+    static func decodeJSON<T: Decodable>(_ request: Request, _ expected: String, upTo limit: Int = 1 << 20) async throws -> T {
+        let body = try await request.body.collect(upTo: limit)
         do {
             return try JSONDecoder().decode(T.self, from: Data(buffer: body))
         } catch {
@@ -138,13 +139,7 @@ struct Routes {
 
     func createDataset(_ request: Request) async throws -> Response {
         let service = try holder.require()
-        let body = try await request.body.collect(upTo: 1 << 20)
-        let spec: DatasetSpec
-        do {
-            spec = try JSONDecoder().decode(DatasetRequest.self, from: Data(buffer: body)).spec
-        } catch {
-            throw IngestError(status: 400, "dataset JSON: \(error)")
-        }
+        let spec = (try await Self.decodeJSON(request, "dataset JSON") as DatasetRequest).spec
         let store = service.store
         let (info, created) = try await service.offload { try store.createDataset(spec) }
         return try Self.json(created ? 201 : 200, DatasetRequest(info.spec))
@@ -157,13 +152,7 @@ struct Routes {
     /// already recorded before spending any model time on them.
     func lookupKeys(_ request: Request, name: String) async throws -> Response {
         let service = try holder.require()
-        let body = try await request.body.collect(upTo: 4 << 20)
-        let keys: [String]
-        do {
-            keys = try JSONDecoder().decode(KeyLookup.self, from: Data(buffer: body)).keys
-        } catch {
-            throw IngestError(status: 400, "key lookup JSON: expected {\"keys\": [string]}: \(error)")
-        }
+        let keys = (try await Self.decodeJSON(request, "key lookup JSON: expected {\"keys\": [string]}", upTo: 4 << 20) as KeyLookup).keys
         guard keys.count <= Self.maxLookupKeys else {
             throw IngestError(status: 413, "\(keys.count) keys in one lookup, the limit is \(Self.maxLookupKeys)")
         }
@@ -286,8 +275,9 @@ final class BodyMemory: Sendable {
     /// Reserves `bytes` and returns an empty buffer of at least `capacity`, reused when one is
     /// idle; nil when the reservation does not fit.
     func acquire(_ bytes: Int, capacity: Int) -> ByteBuffer? {
-        let reused: ByteBuffer?? = state.withLock { s in
-            guard s.inFlight + bytes <= limit else { return .none }
+        enum Grant { case refused, fresh, reused(ByteBuffer) }
+        let grant: Grant = state.withLock { s in
+            guard s.inFlight + bytes <= limit else { return .refused }
             s.inFlight += bytes
             s.requests += 1
             var pick: ByteBuffer?
@@ -300,10 +290,13 @@ final class BodyMemory: Sendable {
             }
             // Idle buffers give way to bodies in flight.
             while s.inFlight + s.idleBytes > limit, let dropped = s.idle.popLast() { s.idleBytes -= dropped.capacity }
-            return .some(pick)
+            return pick.map(Grant.reused) ?? .fresh
         }
-        guard let reused else { return nil }
-        return reused ?? ByteBufferAllocator().buffer(capacity: capacity)
+        switch grant {
+        case .refused: return nil
+        case .fresh: return ByteBufferAllocator().buffer(capacity: capacity)
+        case .reused(let buffer): return buffer
+        }
     }
 
     /// Ends a reservation; keeps `buffer` for reuse when it is large and room remains.

@@ -13,22 +13,17 @@ final class SharedRegions: Sendable {
 
     init(limit: Int) { self.limit = limit }
 
-    struct Entry: Codable, Equatable {
-        var name: String
-        var path: String
-        var bytes: Int
-        var owner_pid: Int32?
-    }
-
     /// Maps `path` under `name`; the same name and path again is a no-op (a teacher retrying).
-    func register(name: String, path: String) throws -> (Entry, created: Bool) {
+    func register(name: String, path: String) throws -> (SharedRegionInfo, created: Bool) {
         try Self.validate(name)
-        if let existing = regions.withLock({ $0[name] }) {
+        // Checked again under the lock below: another request may register the name meanwhile.
+        func already(_ existing: SharedMemoryMapping) throws -> (SharedRegionInfo, created: Bool) {
             guard existing.path == path else {
                 throw IngestError(status: 409, "region \(name.debugDescription) is registered for \(existing.path), not \(path)")
             }
             return (Self.entry(name, existing), false)
         }
+        if let existing = regions.withLock({ $0[name] }) { return try already(existing) }
         let mapping: SharedMemoryMapping
         do { mapping = try SharedMemoryMapping(path: path, maxBytes: limit - mapped) } catch {
             if case .tooLarge(_, let bytes) = error {
@@ -41,12 +36,7 @@ final class SharedRegions: Sendable {
             throw IngestError(status: 400, "region \(name.debugDescription): \(error)")
         }
         return try regions.withLock { all in
-            if let raced = all[name] {
-                guard raced.path == path else {
-                    throw IngestError(status: 409, "region \(name.debugDescription) is registered for \(raced.path), not \(path)")
-                }
-                return (Self.entry(name, raced), false)
-            }
+            if let raced = all[name] { return try already(raced) }
             guard all.count < Self.maxRegions else {
                 throw IngestError(status: 503, "\(Self.maxRegions) regions are registered already; unregister one first")
             }
@@ -74,7 +64,7 @@ final class SharedRegions: Sendable {
     /// Bytes mapped by the registered regions.
     var mapped: Int { regions.withLock { $0.values.reduce(0) { $0 + $1.byteCount } } }
 
-    var list: [Entry] {
+    var list: [SharedRegionInfo] {
         regions.withLock { $0.map { Self.entry($0.key, $0.value) } }.sorted { $0.name < $1.name }
     }
 
@@ -87,8 +77,8 @@ final class SharedRegions: Sendable {
         }
     }
 
-    static func entry(_ name: String, _ m: SharedMemoryMapping) -> Entry {
-        Entry(name: name, path: m.path, bytes: m.byteCount, owner_pid: m.ownerPID)
+    static func entry(_ name: String, _ m: SharedMemoryMapping) -> SharedRegionInfo {
+        SharedRegionInfo(name: name, path: m.path, bytes: m.byteCount, owner_pid: m.ownerPID)
     }
 
     /// Region names follow the dataset-name rule: 1…128 of [A-Za-z0-9._-], not starting with '.'.

@@ -109,12 +109,7 @@ public final class LogitClient: Sendable {
     }
 
     /// A registered region as the daemon lists it.
-    public struct RegionInfo: Sendable, Codable, Equatable {
-        public var name: String
-        public var path: String
-        public var bytes: Int
-        public var owner_pid: Int32?
-    }
+    public typealias RegionInfo = SharedRegionInfo
 
     public func regions() async throws -> [RegionInfo] {
         try JSONDecoder().decode([RegionInfo].self, from: try await send(.GET, "v1/regions").1)

@@ -20,6 +20,22 @@ public enum SharedMemoryError: Error, Sendable, Equatable, CustomStringConvertib
     }
 }
 
+/// A registered region as `GET /v1/regions` lists it (daemon and clients share the type).
+public struct SharedRegionInfo: Sendable, Codable, Equatable {
+    public var name: String
+    public var path: String
+    public var bytes: Int
+    /// The process whose exit unregisters the region.
+    public var owner_pid: Int32?
+
+    public init(name: String, path: String, bytes: Int, owner_pid: Int32?) {
+        self.name = name
+        self.path = path
+        self.bytes = bytes
+        self.owner_pid = owner_pid
+    }
+}
+
 /// A writable region backed by a memfd whose size is sealed: the daemon that maps it can rely
 /// on it never shrinking. Other processes of the same user open it at `path`.
 ///

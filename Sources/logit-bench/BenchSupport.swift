@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 
 /// Monotonic wall-clock seconds.
@@ -65,7 +66,7 @@ func printJSONLine(_ fields: [(String, Any)]) {
 /// with nothing else to do: the ceiling of any transport that moves logits rows through a socket.
 func measureLoopbackTCPBytesPerSecond(bytes: Int = 2 << 30) throws -> Double {
     let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard listener >= 0 else { throw ValidationErrorText("socket: \(String(cString: strerror(errno)))") }
+    guard listener >= 0 else { throw ValidationError("socket: \(String(cString: strerror(errno)))") }
     defer { close(listener) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
@@ -74,7 +75,7 @@ func measureLoopbackTCPBytesPerSecond(bytes: Int = 2 << 30) throws -> Double {
     let bound = withUnsafeMutablePointer(to: &address) { p in
         p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) == 0 && listen(listener, 1) == 0 && getsockname(listener, $0, &length) == 0 }
     }
-    guard bound else { throw ValidationErrorText("binding a loopback socket: \(String(cString: strerror(errno)))") }
+    guard bound else { throw ValidationError("binding a loopback socket: \(String(cString: strerror(errno)))") }
     let chunk = 1 << 20
     let boundAddress = address
     let sender = Thread {
@@ -96,7 +97,7 @@ func measureLoopbackTCPBytesPerSecond(bytes: Int = 2 << 30) throws -> Double {
     }
     sender.start()
     let connection = accept(listener, nil, nil)
-    guard connection >= 0 else { throw ValidationErrorText("accept: \(String(cString: strerror(errno)))") }
+    guard connection >= 0 else { throw ValidationError("accept: \(String(cString: strerror(errno)))") }
     defer { close(connection) }
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 64)
     defer { buffer.deallocate() }
@@ -108,9 +109,4 @@ func measureLoopbackTCPBytesPerSecond(bytes: Int = 2 << 30) throws -> Double {
         received += n
     }
     return Double(received) / (now() - t0)
-}
-
-struct ValidationErrorText: Error, CustomStringConvertible {
-    let description: String
-    init(_ d: String) { description = d }
 }
