@@ -55,7 +55,7 @@ corpora:
 	python3 scripts/corpora.py --out $(CORPORA_DIR) $(CORPORA_FLAGS)
 
 ## fuzz: libFuzzer (with AddressSanitizer) on every parser of untrusted bytes — the ingest
-## body, shard files, JSONL lines. FUZZ_SECONDS per target (CI runs a short pass).
+## body, shard files, JSONL lines, GGUF model files. FUZZ_SECONDS per target (CI runs a short pass).
 FUZZ_SECONDS ?= 15
 ## SwiftPM gives `--sanitize=fuzzer` only to the fuzz package's own targets, so the coverage
 ## flags are passed to every module explicitly: without them libFuzzer mutates blind. The Swift
@@ -63,8 +63,8 @@ FUZZ_SECONDS ?= 15
 FUZZ_COVERAGE := -Xswiftc -sanitize-coverage=edge,trace-cmp,inline-8bit-counters,pc-table -Xcc -fsanitize=fuzzer-no-link
 fuzz: deps
 	cd Fuzz && $(SWIFT) build --sanitize=fuzzer --sanitize=address $(FUZZ_COVERAGE)
-	@for t in wire shard jsonl; do \
-	  case $$t in wire) bin=FuzzWire;; shard) bin=FuzzShard;; jsonl) bin=FuzzJSONL;; esac; \
+	@for t in wire shard jsonl gguf; do \
+	  case $$t in wire) bin=FuzzWire;; shard) bin=FuzzShard;; jsonl) bin=FuzzJSONL;; gguf) bin=FuzzGGUF;; esac; \
 	  mkdir -p Fuzz/.build/corpus-$$t; \
 	  echo "fuzzing $$t for $(FUZZ_SECONDS)s"; \
 	  SWIFT_BACKTRACE=enable=no Fuzz/.build/debug/$$bin -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -timeout=10 \

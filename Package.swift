@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
-// logitd — Logits Replay + MoClip post-training. Layers, bottom up:
-// LogitCore → ShardFormat → Catalog ; Optim ; executables on top.
+// logitd — Logits Replay + MoClip post-training. Target graph and its wrong-way edges: docs/DESIGN.md §9.
+// Layers, each using only earlier ones: C shims; LogitCore, SharedMemory, Optim, GGUF; ShardFormat, WireFormat; Catalog; Replay, Daemon, LogitClient, TinyLM; Training; executables.
 import PackageDescription
 
 let package = Package(
@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "Catalog", targets: ["Catalog"]),
         .library(name: "WireFormat", targets: ["WireFormat"]),
         .library(name: "Optim", targets: ["Optim"]),
+        .library(name: "GGUF", targets: ["GGUF"]),
     ],
     dependencies: [
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
@@ -78,8 +79,12 @@ let package = Package(
         // Stage 1 data path: memory-mapped, deterministic, resumable replay of a cache, and the
         // restricted-softmax losses (CE_S, KD) beside the full-vocabulary reference.
         .target(name: "Replay", dependencies: ["LogitCore", "ShardFormat", "Catalog", "COpenBLAS"]),
-        // A small Llama-style decoder for the CPU and its byte-level BPE tokenizer.
-        .target(name: "TinyLM", dependencies: ["LogitCore", "Optim", "COpenBLAS"]),
+        // GGUF model files (llama.cpp's format): header, metadata, tensor directory, dequantization
+        // of its block types to f32. See schema/GGUF.md.
+        .target(name: "GGUF"),
+        // A small Llama-style decoder for the CPU and its byte-level BPE tokenizer; imports
+        // pretrained Llama models from GGUF files.
+        .target(name: "TinyLM", dependencies: ["LogitCore", "Optim", "GGUF", "COpenBLAS"]),
         // The training loop shared by logit-train, logit-teach and logit-bench: corpora as token
         // windows, one step (model → LM-head loss → backward → optimizer), evaluation, run
         // directories, metrics, progress and plots.
@@ -109,7 +114,7 @@ let package = Package(
         ]),
         // Pretraining, Stage 1 replay training and evaluation of TinyLM models.
         .executableTarget(name: "logit-train", dependencies: [
-            "LogitCore", "Catalog", "Replay", "Optim", "TinyLM", "Training",
+            "LogitCore", "Catalog", "Replay", "Optim", "TinyLM", "Training", "GGUF",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Writes and flushes sequences until killed; the crash tests SIGKILL it.
@@ -122,7 +127,8 @@ let package = Package(
         .testTarget(name: "ShardFormatTests", dependencies: ["ShardFormat", "LogitCore"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "ShardFormat", "LogitCore", "WireFormat"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim"]),
-        .testTarget(name: "TinyLMTests", dependencies: ["TinyLM", "Optim", "Replay"]),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF"]),
+        .testTarget(name: "TinyLMTests", dependencies: ["TinyLM", "Optim", "Replay", "GGUF"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TinyLM", "Optim", "Replay", "Catalog", "LogitCore"]),
         .testTarget(name: "ReplayTests", dependencies: ["Replay", "Catalog", "ShardFormat", "LogitCore"]),
         .testTarget(name: "WireFormatTests", dependencies: ["WireFormat", "LogitCore"]),

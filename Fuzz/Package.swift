@@ -11,6 +11,7 @@ let package = Package(
             .product(name: "WireFormat", package: "logitd"), .product(name: "LogitCore", package: "logitd")]),
         .executableTarget(name: "FuzzShard", dependencies: [
             .product(name: "ShardFormat", package: "logitd"), .product(name: "LogitCore", package: "logitd")]),
+        .executableTarget(name: "FuzzGGUF", dependencies: [.product(name: "GGUF", package: "logitd")]),
         .executableTarget(name: "FuzzJSONL", dependencies: [
             .product(name: "WireFormat", package: "logitd"), .product(name: "LogitCore", package: "logitd")]),
     ]
