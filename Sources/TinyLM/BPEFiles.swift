@@ -6,9 +6,14 @@ import Foundation
 enum BPEFiles {
     static let vocabFileName = "vocab.json"
     static let mergesFileName = "merges.txt"
+    /// Present only for a rule other than GPT-2's (older directories have none): the rule's name
+    /// on one line.
+    static let preTokenizerFileName = "pre_tokenizer.txt"
 
-    /// The bytes `save(to:)` writes: vocab one entry per line in id order, merges in rank order.
-    static func canonical(tokens: [[UInt8]], merges: [(UInt32, UInt32)]) -> (vocabJSON: [UInt8], mergesText: [UInt8]) {
+    /// The bytes `save(to:)` writes: vocab one entry per line in id order, merges in rank order,
+    /// the pre-tokenizer's name unless it is GPT-2's.
+    static func canonical(tokens: [[UInt8]], merges: [(UInt32, UInt32)], preTokenizer: PreTokenizerRule = .gpt2)
+        -> (vocabJSON: [UInt8], mergesText: [UInt8], preTokenizerText: [UInt8]?) {
         var v: [UInt8] = Array("{\n".utf8)
         for (id, t) in tokens.enumerated() {
             v.append(contentsOf: "  ".utf8)
@@ -24,7 +29,7 @@ enum BPEFiles {
             m.append(contentsOf: BPEByteMapping.string(fromBytes: tokens[Int(b)]).utf8)
             m.append(0x0A)
         }
-        return (v, m)
+        return (v, m, preTokenizer == .gpt2 ? nil : Array("\(preTokenizer.rawValue)\n".utf8))
     }
 
     static func appendJSONString(_ s: String, to out: inout [UInt8]) {
@@ -148,7 +153,8 @@ enum BPEFiles {
     }
 
     /// Builds a tokenizer from the two files' contents; every problem names the file and line.
-    static func load(vocab: [UInt8], vocabName: String, merges: String, mergesName: String) throws -> ByteLevelBPE {
+    static func load(vocab: [UInt8], vocabName: String, merges: String, mergesName: String,
+                     preTokenizer: PreTokenizerRule = .gpt2) throws -> ByteLevelBPE {
         let entries = try parseVocab(vocab, file: vocabName)
         guard !entries.isEmpty else { throw TokenizerError.invalidVocabulary(file: vocabName, reason: "empty vocabulary") }
         var tokens = [[UInt8]?](repeating: nil, count: entries.count)
@@ -202,7 +208,7 @@ enum BPEFiles {
             merged.append((a, b))
         }
         guard sawHeader else { throw TokenizerError.malformedFile(file: mergesName, line: 1, reason: "empty file; expected a '#version' header line") }
-        return try ByteLevelBPE(tokens: tokens.map { $0! }, merges: merged, source: vocabName)
+        return try ByteLevelBPE(tokens: tokens.map { $0! }, merges: merged, preTokenizer: preTokenizer, source: vocabName)
     }
 
     static func read(_ url: URL) throws -> [UInt8] {
@@ -228,21 +234,43 @@ extension ByteLevelBPE {
         return try BPEFiles.load(vocab: v, vocabName: vocabFile.path, merges: m, mergesName: mergesFile.path)
     }
 
-    /// Loads `vocab.json` and `merges.txt` from a directory written by `save(to:)` (or by HF/GPT-2 tools).
+    /// Loads `vocab.json`, `merges.txt` and, if present, `pre_tokenizer.txt` from a directory
+    /// written by `save(to:)` (or the first two by HF/GPT-2 tools).
     public static func load(from directory: URL) throws -> ByteLevelBPE {
-        try load(vocabFile: directory.appendingPathComponent(BPEFiles.vocabFileName),
-                 mergesFile: directory.appendingPathComponent(BPEFiles.mergesFileName))
+        let vocabFile = directory.appendingPathComponent(BPEFiles.vocabFileName)
+        let mergesFile = directory.appendingPathComponent(BPEFiles.mergesFileName)
+        let ruleFile = directory.appendingPathComponent(BPEFiles.preTokenizerFileName)
+        var rule = PreTokenizerRule.gpt2
+        if FileManager.default.fileExists(atPath: ruleFile.path) {
+            let text = String(decoding: try BPEFiles.read(ruleFile), as: UTF8.self)
+            let name = text.hasSuffix("\n") ? String(text.dropLast()) : text
+            guard let r = PreTokenizerRule(rawValue: name) else {
+                throw TokenizerError.malformedFile(file: ruleFile.path, line: 1, reason: "unknown pre-tokenizer \"\(name)\", expected one of \(PreTokenizerRule.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            rule = r
+        }
+        let v = try BPEFiles.read(vocabFile)
+        guard let m = String(validating: try BPEFiles.read(mergesFile), as: UTF8.self) else {
+            throw TokenizerError.malformedFile(file: mergesFile.path, line: 1, reason: "file is not valid UTF-8")
+        }
+        return try BPEFiles.load(vocab: v, vocabName: vocabFile.path, merges: m, mergesName: mergesFile.path, preTokenizer: rule)
     }
 
     /// Writes canonical `vocab.json` and `merges.txt` into `directory` (created if needed).
     /// Their bytes are what `hash` digests, so a save/load round trip keeps the hash.
     public func save(to directory: URL) throws {
         let tokens = (0..<vocabSize).map { Array(tokenBytes[tokenOffsets[$0]..<tokenOffsets[$0 + 1]]) }
-        let files = BPEFiles.canonical(tokens: tokens, merges: merges.map { ($0.left, $0.right) })
+        let files = BPEFiles.canonical(tokens: tokens, merges: merges.map { ($0.left, $0.right) }, preTokenizer: preTokenizer)
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             try Data(files.vocabJSON).write(to: directory.appendingPathComponent(BPEFiles.vocabFileName), options: .atomic)
             try Data(files.mergesText).write(to: directory.appendingPathComponent(BPEFiles.mergesFileName), options: .atomic)
+            let ruleFile = directory.appendingPathComponent(BPEFiles.preTokenizerFileName)
+            if let rule = files.preTokenizerText {
+                try Data(rule).write(to: ruleFile, options: .atomic)
+            } else if FileManager.default.fileExists(atPath: ruleFile.path) {
+                try FileManager.default.removeItem(at: ruleFile)
+            }
         } catch {
             throw TokenizerError.io(path: directory.path, reason: "cannot write tokenizer files: \(error.localizedDescription)")
         }

@@ -124,13 +124,50 @@ public enum BPEPreTokenizer {
         }
     }
 
+    /// `forEachPiece` under `rule`. `gpt2Digits` first isolates every \p{N} character as a
+    /// piece of its own, then cuts the text between them with GPT-2's pattern — the order of
+    /// Hugging Face's `Sequence([Digits(individual_digits), ByteLevel])` and llama.cpp's `smollm`.
+    @inlinable
+    public static func forEachPiece(in p: UnsafeBufferPointer<UInt8>, rule: PreTokenizerRule,
+                                    _ body: (Range<Int>) throws -> Void) rethrows {
+        guard rule == .gpt2Digits else { return try forEachPiece(in: p, body) }
+        var segment = 0, i = 0
+        func flush(_ end: Int) throws {
+            guard segment < end else { return }
+            let offset = segment
+            try forEachPiece(in: UnsafeBufferPointer(rebasing: p[segment..<end])) { r in
+                try body((r.lowerBound + offset)..<(r.upperBound + offset))
+            }
+        }
+        while i < p.count {
+            let (v, len) = decode(p, i)
+            if v != 0xFFFF_FFFF, classify(v) == .number {
+                try flush(i)
+                try body(i..<(i + len))
+                segment = i + len
+            }
+            i += len
+        }
+        try flush(p.count)
+    }
+
     /// The pieces of `text` as strings (tests, inspection; encoding uses `forEachPiece`).
-    public static func pieces(_ text: String) -> [String] {
+    public static func pieces(_ text: String, rule: PreTokenizerRule = .gpt2) -> [String] {
         var out: [String] = []
         var copy = text
         copy.withUTF8 { p in
-            forEachPiece(in: p) { r in out.append(String(decoding: UnsafeBufferPointer(rebasing: p[r]), as: UTF8.self)) }
+            forEachPiece(in: p, rule: rule) { r in out.append(String(decoding: UnsafeBufferPointer(rebasing: p[r]), as: UTF8.self)) }
         }
         return out
     }
+}
+
+/// How a tokenizer cuts text into pieces before BPE merges. Saved beside the vocabulary
+/// (`pre_tokenizer.txt`) when it is not GPT-2's, and part of the tokenizer's hash.
+public enum PreTokenizerRule: String, Sendable, CaseIterable, Codable {
+    /// GPT-2's pattern alone.
+    case gpt2
+    /// Every digit (\p{N}) a piece of its own, then GPT-2's pattern: SmolLM2's tokenizer
+    /// (llama.cpp's `smollm` pre-tokenizer).
+    case gpt2Digits = "gpt2-digits"
 }

@@ -1,6 +1,6 @@
 /// A byte-level BPE tokenizer (GPT-2 scheme): GPT-2 pre-tokenization, then per piece the
 /// lowest-ranked merge is applied repeatedly to the piece's bytes. Lossless for any byte
-/// sequence, since every byte is a token. Immutable and `Sendable`; the word cache inside is
+/// sequence when every byte is a token (see `missingBytes`). Immutable and `Sendable`; the word cache inside is
 /// shared and locked.
 ///
 /// Special tokens (e.g. `<|endoftext|>`) are vocabulary entries that are neither a single byte
@@ -10,7 +10,7 @@ public struct ByteLevelBPE: Sendable {
     /// Bytes of every token, concatenated; token `i` is `tokenBytes[tokenOffsets[i]..<tokenOffsets[i+1]]`.
     let tokenBytes: [UInt8]
     let tokenOffsets: [Int]
-    /// Token id of each single byte.
+    /// Token id of each single byte; `UInt32.max` for a byte the vocabulary lacks.
     let byteToID: [UInt32]
     /// Merges in rank order: (left, right, result).
     let merges: [(left: UInt32, right: UInt32, result: UInt32)]
@@ -18,11 +18,22 @@ public struct ByteLevelBPE: Sendable {
     let mergeTable: [UInt64: UInt64]
     /// Special token text → id.
     public let specialTokens: [String: UInt32]
+    /// How text is cut into pieces before merging.
+    public let preTokenizer: PreTokenizerRule
     /// Lowercase hex SHA-256 of the canonical `vocab.json` followed by the canonical
-    /// `merges.txt` (exactly the bytes `save(to:)` writes): identifies the tokenizer in dataset
-    /// provenance independently of how the loaded files were formatted.
+    /// `merges.txt` (exactly the bytes `save(to:)` writes), then, for a rule other than GPT-2's,
+    /// the `pre_tokenizer.txt` line: identifies the tokenizer in dataset provenance
+    /// independently of how the loaded files were formatted.
     public let hash: String
     private(set) var cache: BPEWordCache
+
+    /// Bytes every vocabulary must have. Real ones may lack others: SmolLM2's has no token for
+    /// 21 bytes (six control characters and the bytes UTF-8 never uses).
+    static let requiredBytes: [UInt8] = [0x09, 0x0A, 0x0D] + Array(0x20...0x7E)
+
+    /// Bytes without a token, which `encode` skips as Hugging Face's BPE (no unknown token) and
+    /// llama.cpp do. Empty for a lossless vocabulary.
+    public var missingBytes: [UInt8] { (0...255).filter { byteToID[$0] == .max }.map(UInt8.init) }
 
     /// Number of token ids (`0..<vocabSize`), special tokens included.
     public var vocabSize: Int { tokenOffsets.count - 1 }
@@ -31,8 +42,8 @@ public struct ByteLevelBPE: Sendable {
 
     /// Builds the tables from tokens by id and merges by rank; validates that the 256 single
     /// bytes are present once each and that every merge's result is the concatenation.
-    init(tokens: [[UInt8]], merges: [(UInt32, UInt32)], cacheCapacity: Int = 1 << 16,
-         source: String) throws {
+    init(tokens: [[UInt8]], merges: [(UInt32, UInt32)], preTokenizer: PreTokenizerRule = .gpt2,
+         cacheCapacity: Int = 1 << 16, source: String) throws {
         var offsets = [0]
         offsets.reserveCapacity(tokens.count + 1)
         var bytes: [UInt8] = []
@@ -44,8 +55,8 @@ public struct ByteLevelBPE: Sendable {
             }
             byteToID[Int(t[0])] = UInt32(id)
         }
-        if let missing = byteToID.firstIndex(of: .max) {
-            throw TokenizerError.invalidVocabulary(file: source, reason: "no token for byte 0x\(String(missing, radix: 16)); a byte-level vocabulary needs all 256 bytes")
+        if let missing = Self.requiredBytes.first(where: { byteToID[Int($0)] == .max }) {
+            throw TokenizerError.invalidVocabulary(file: source, reason: "no token for byte 0x\(String(missing, radix: 16)); a byte-level vocabulary needs at least tab, newline, carriage return and printable ASCII")
         }
         var table: [UInt64: UInt64] = [:]
         table.reserveCapacity(merges.count)
@@ -78,9 +89,10 @@ public struct ByteLevelBPE: Sendable {
         self.merges = resolved
         self.mergeTable = table
         self.specialTokens = specials
+        self.preTokenizer = preTokenizer
         self.cache = BPEWordCache(capacity: cacheCapacity)
-        let files = BPEFiles.canonical(tokens: tokens, merges: merges)
-        self.hash = TokenizerSHA256.hexDigest(files.vocabJSON + files.mergesText)
+        let files = BPEFiles.canonical(tokens: tokens, merges: merges, preTokenizer: preTokenizer)
+        self.hash = TokenizerSHA256.hexDigest(files.vocabJSON + files.mergesText + (files.preTokenizerText ?? []))
     }
 
     /// A copy with its own empty piece cache of at most `capacity` entries (0: no cache), for
@@ -127,8 +139,12 @@ public struct ByteLevelBPE: Sendable {
         var out: [UInt32] = []
         out.reserveCapacity(p.count / 3 + 4)
         var scratch = MergeScratch()
-        BPEPreTokenizer.forEachPiece(in: p) { r in
-            if r.count == 1 { out.append(byteToID[Int(p[r.lowerBound])]); return }
+        BPEPreTokenizer.forEachPiece(in: p, rule: preTokenizer) { r in
+            if r.count == 1 {
+                let id = byteToID[Int(p[r.lowerBound])]
+                if id != .max { out.append(id) }
+                return
+            }
             let piece = UnsafeBufferPointer(rebasing: p[r])
             guard cache.capacity > 0 else { mergePiece(piece, &scratch, &out); return }
             let key = BPEPieceKey(piece)
@@ -158,17 +174,21 @@ public struct ByteLevelBPE: Sendable {
     /// piece. Same rank pops left to right, which is GPT-2's "merge every occurrence of the best
     /// pair, scanning left to right". Stale heap entries are recognised on pop (the pair at that
     /// position no longer has that rank) and dropped.
+    /// Bytes without a token are left out before merging, so their neighbours may merge.
     func mergePiece(_ piece: UnsafeBufferPointer<UInt8>, _ s: inout MergeScratch, _ out: inout [UInt32]) {
-        let n = piece.count
         s.tok.removeAll(keepingCapacity: true)
         s.prev.removeAll(keepingCapacity: true)
         s.next.removeAll(keepingCapacity: true)
         s.heap.removeAll(keepingCapacity: true)
-        for k in 0..<n {
-            s.tok.append(byteToID[Int(piece[k])])
-            s.prev.append(Int32(k - 1))
-            s.next.append(Int32(k + 1))
+        for b in piece {
+            let id = byteToID[Int(b)]
+            guard id != .max else { continue }
+            s.prev.append(Int32(s.tok.count - 1))
+            s.next.append(Int32(s.tok.count + 1))
+            s.tok.append(id)
         }
+        let n = s.tok.count
+        guard n > 0 else { return }
         for k in 0..<(n - 1) {
             if let m = rank(s.tok[k], s.tok[k + 1]) { heapPush(&s.heap, (m & 0xFFFF_FFFF_0000_0000) | UInt64(k)) }
         }
