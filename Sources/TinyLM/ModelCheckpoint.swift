@@ -96,22 +96,7 @@ public enum ModelCheckpoint {
 
     /// SHA-256 (lowercase hex) of model.safetensors: the model's identity in provenance.
     public static func hash(of directory: String) throws -> String {
-        let path = directory + "/" + weightsFile
-        let fd = try FileIO.openRead(path)
-        defer { close(fd) }
-        var sha = SHA256Stream()
-        let chunk = 1 << 20
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 64)
-        defer { buffer.deallocate() }
-        let size = try FileIO.size(fd, path: path)
-        var offset = 0
-        while offset < size {
-            let n = min(chunk, size - offset)
-            try FileIO.read(fd, into: buffer, count: n, offset: offset, path: path)
-            sha.update(UnsafeRawBufferPointer(start: buffer, count: n))
-            offset += n
-        }
-        return sha.finalizeHex()
+        try TokenizerSHA256.hexDigest(ofFile: directory + "/" + weightsFile)
     }
 
     // MARK: - Helpers

@@ -42,14 +42,15 @@ public enum RunCheckpoint {
         throw TrainingError.io("\(path) holds no model (expected model.safetensors there or in \(path)/checkpoint)")
     }
 
+    /// `metadata` is added to the model's (e.g. where an imported model came from).
     public static func save(to directory: String, model: TinyLMModel, tokenizer: ByteLevelBPE,
-                            optimizer: (any Optimizer)?, state: TrainerState?) throws {
+                            optimizer: (any Optimizer)?, state: TrainerState?, metadata extra: [String: String] = [:]) throws {
         let fm = FileManager.default
         let tmp = directory + ".tmp", old = directory + ".old"
         try? fm.removeItem(atPath: tmp)
         do {
             try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
-            var metadata = ["tokenizer_hash": tokenizer.hash, "tokenizer_vocab": "\(tokenizer.vocabSize)"]
+            var metadata = extra.merging(["tokenizer_hash": tokenizer.hash, "tokenizer_vocab": "\(tokenizer.vocabSize)"]) { $1 }
             if let state { metadata["step"] = "\(state.step)"; metadata["phase"] = state.phase }
             try ModelCheckpoint.save(model, to: tmp, metadata: metadata)
             try tokenizer.save(to: URL(fileURLWithPath: tmp + "/tokenizer"))

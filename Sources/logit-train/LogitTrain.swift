@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TinyLM
 import Training
 
 /// Pretraining, Stage 1 replay training and evaluation of TinyLM models. Each training command
@@ -10,12 +11,18 @@ struct LogitTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "logit-train",
         abstract: "Pretrain, replay-train (Stage 1) and evaluate TinyLM models.",
-        subcommands: [Pretrain.self, ReplayTrain.self, Eval.self, Report.self])
+        subcommands: [Pretrain.self, ReplayTrain.self, Eval.self, Report.self, ImportGGUF.self, Tokenize.self, Logits.self, Generate.self])
 }
 
 /// Turns library errors into the one-line message and exit code 1 users see.
 func reported(_ body: () throws -> Void) throws {
     do { try body() } catch let e as TrainingError {
+        FileHandle.standardError.write(Data("logit-train: \(e)\n".utf8))
+        throw ExitCode(1)
+    } catch let e as ModelError {
+        FileHandle.standardError.write(Data("logit-train: \(e)\n".utf8))
+        throw ExitCode(1)
+    } catch let e as TokenizerError {
         FileHandle.standardError.write(Data("logit-train: \(e)\n".utf8))
         throw ExitCode(1)
     }
