@@ -28,7 +28,7 @@ public struct RecoveryReport: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// Start-up recovery of a cache directory (storage invariant 4): the catalog is the commit
+/// Start-up recovery of a cache directory (docs/DESIGN.md §4.3, storage invariant 4): the catalog is the commit
 /// point. Each open shard is cut back to its committed, checksum-valid prefix and sealed; files
 /// with no catalog row are moved to `quarantine/`, never deleted.
 struct Recovery {

@@ -1,7 +1,7 @@
 import Foundation
 
 /// MoClip: gradient–momentum angle clipping + atan2-scaled Adam update (arXiv 2510.09152, our
-/// reading in ARCHITECTURE.md). With `MoClipConfig.adamAtan2` (clip off) it is Adam-atan2.
+/// reading in docs/DESIGN.md §7). With `MoClipConfig.adamAtan2` (clip off) it is Adam-atan2.
 ///
 /// Per step t, per clipping unit (tensor, or all tensors together with global granularity):
 /// 1. If the clip is on: one fused pass computes ⟨g,m⟩, ‖g‖², ‖m‖² (and refuses non-finite

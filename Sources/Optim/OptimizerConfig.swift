@@ -1,4 +1,4 @@
-/// MoClip hyper-parameters. Defaults follow ARCHITECTURE.md's reading of the paper:
+/// MoClip hyper-parameters. Defaults follow the reading of the paper in docs/DESIGN.md §7:
 /// β = (0.9, 0.99), a = 1.27 ≈ 4/π, b = 1, gradient–momentum clip at Δmax = π/2, per tensor.
 public struct MoClipConfig: Sendable, Equatable {
     public var beta1: Float = 0.9

@@ -4,7 +4,7 @@ import ShardFormat
 import XCTest
 @testable import Catalog
 
-/// Storage invariants 2–4 with a real process and a real SIGKILL: `logit-torture` writes from
+/// Storage invariants 2–4 (docs/DESIGN.md §4.4) with a real process and a real SIGKILL: `logit-torture` writes from
 /// several threads and logs a key only after its batch was durable; we kill it at a random
 /// moment, reopen the cache (running recovery) and check every acked key byte for byte.
 final class CrashConsistencyTests: XCTestCase {

@@ -8,7 +8,7 @@ import Synchronization
 import WireFormat
 import XCTest
 
-/// Storage invariant 2 end to end: a 200 from logitd means durable. Several clients stream (sets
+/// Storage invariant 2 (docs/DESIGN.md §4.4) end to end: a 200 from logitd means durable. Several clients stream (sets
 /// over HTTP, and logits rows through shared memory), logitd is SIGKILLed at a random moment,
 /// restarted on the same cache: every sequence that got a 200 is present and byte-identical,
 /// nothing else is half-visible, and it serves again.

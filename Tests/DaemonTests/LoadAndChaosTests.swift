@@ -8,7 +8,7 @@ import XCTest
 import FoundationNetworking
 #endif
 
-/// Issue 9's load and chaos checks in their short CI form.
+/// The load and chaos checks in their short CI form: back-pressure (docs/DESIGN.md §4.2), storage invariants 2, 4, 5.
 final class LoadAndChaosTests: XCTestCase {
     /// 64 concurrent clients for a bounded time against a small in-flight bound: nothing but 200s
     /// and 503s, peak RSS under the bound plus the daemon's baseline.

@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 @testable import Optim
 
-/// MoClip and Adam-atan2 through the optimizer interface: the invariants of the issue.
+/// MoClip and Adam-atan2 through the optimizer interface: the invariants of docs/DESIGN.md §7.
 final class MoClipStepTests: XCTestCase {
     let lr: Float = 0.01
 

@@ -2,7 +2,7 @@ import LogitCore
 import XCTest
 @testable import Replay
 
-/// Tiny problems (V = 13, d = 5, N = 4) checked against the definitions in ARCHITECTURE.md.
+/// Tiny problems (V = 13, d = 5, N = 4) checked against the definitions in docs/DESIGN.md §6.
 final class LossTests: XCTestCase {
     struct Problem {
         var n: Int, d: Int, vocab: Int
