@@ -77,10 +77,16 @@ public final class TinyLMModel: @unchecked Sendable {
 
     // MARK: - Forward
 
-    public func forward(tokens: UnsafeBufferPointer<UInt32>, rowOffsets: UnsafeBufferPointer<Int32>) throws -> UnsafeBufferPointer<Float> {
+    /// The final hidden states of a packed batch. With `keepActivations` false (evaluation,
+    /// teaching, generation) every layer reuses one layer's buffers and two residual buffers:
+    /// a 30-layer model then touches 1/15 of the memory, and `backward` is refused.
+    public func forward(tokens: UnsafeBufferPointer<UInt32>, rowOffsets: UnsafeBufferPointer<Int32>,
+                        keepActivations: Bool = true) throws -> UnsafeBufferPointer<Float> {
         try loadBatch(tokens: tokens, rowOffsets: rowOffsets)
         let n = count, d = config.dModel, kvd = config.kvDim, ffn = config.ffnHidden
-        reserveActivations()
+        reserveActivations(layers: keepActivations ? config.layers : 1)
+        /// Residual buffer feeding layer l (l = layers: the final norm's input).
+        func stream(_ l: Int) -> ActivationBuffer { residual[keepActivations ? l : l % 2] }
         // Token embedding: residual[0][t] = E[token t].
         let x0 = residual[0].pointer, table = embedding.value.baseAddress!
         for t in 0..<n { (x0 + t * d).update(from: table + Int(self.tokens[t]) * d, count: d) }
@@ -90,8 +96,8 @@ public final class TinyLMModel: @unchecked Sendable {
                 positions.withUnsafeBufferPointer { pos in
                     let rows = PackedRows(rowStart: starts.baseAddress!, probOffset: offsets.baseAddress!, rows: starts.count - 1)
                     for l in 0..<config.layers {
-                        let w = weights.layers[l], a = acts[l]
-                        let x = residual[l].pointer
+                        let w = weights.layers[l], a = acts[keepActivations ? l : 0]
+                        let x = stream(l).pointer
                         // Attention block: mid = x + Attn(RMSNorm(x)) · W_oᵀ
                         RMSNorm.forward(x: x, weight: w.attnNorm.value.baseAddress!, y: a.xn1.pointer, rstd: a.rstd1.pointer,
                                         n: n, d: d, epsilon: config.normEpsilon)
@@ -108,7 +114,7 @@ public final class TinyLMModel: @unchecked Sendable {
                         // MLP block: next = mid + SwiGLU(RMSNorm(mid))
                         RMSNorm.forward(x: a.mid.pointer, weight: w.mlpNorm.value.baseAddress!, y: a.xn2.pointer,
                                         rstd: a.rstd2.pointer, n: n, d: d, epsilon: config.normEpsilon)
-                        let next = residual[l + 1].pointer
+                        let next = stream(l + 1).pointer
                         next.update(from: a.mid.pointer, count: n * d)
                         SwiGLU.forward(x: a.xn2.pointer, wGate: w.wGate.value.baseAddress!, wUp: w.wUp.value.baseAddress!,
                                        wDown: w.wDown.value.baseAddress!, g: a.g.pointer, u: a.u.pointer, h: a.h.pointer,
@@ -117,16 +123,16 @@ public final class TinyLMModel: @unchecked Sendable {
                 }
             }
         }
-        RMSNorm.forward(x: residual[config.layers].pointer, weight: weights.finalNorm.value.baseAddress!, y: hidden.pointer,
+        RMSNorm.forward(x: stream(config.layers).pointer, weight: weights.finalNorm.value.baseAddress!, y: hidden.pointer,
                         rstd: rstdFinal.pointer, n: n, d: d, epsilon: config.normEpsilon)
-        hasForward = true
+        hasForward = keepActivations
         return UnsafeBufferPointer(start: hidden.pointer, count: n * d)
     }
 
     // MARK: - Backward
 
     public func backward(dHidden: UnsafeBufferPointer<Float>) throws {
-        guard hasForward else { throw ModelError.invalidInput("backward called before any forward") }
+        guard hasForward else { throw ModelError.invalidInput("backward called before a forward that kept its activations") }
         let n = count, d = config.dModel, kvd = config.kvDim, ffn = config.ffnHidden
         guard dHidden.count == n * d else {
             throw ModelError.invalidInput("dHidden has \(dHidden.count) floats, expected tokens·dModel = \(n)·\(d) = \(n * d)")
@@ -193,10 +199,17 @@ public final class TinyLMModel: @unchecked Sendable {
         precondition(count >= 0 && hidden.count >= count * d, "hidden holds \(hidden.count) floats, expected count·dModel = \(count * d)")
         guard count > 0 else { return [] }
         return [Float](unsafeUninitializedCapacity: count * vocab) { out, initialized in
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(vocab), Int32(d),
-                        1, hidden.baseAddress!, Int32(d), embedding.value.baseAddress!, Int32(d), 0, out.baseAddress!, Int32(vocab))
+            logits(hidden: hidden.baseAddress!, count: count, into: out.baseAddress!)
             initialized = count * vocab
         }
+    }
+
+    /// Logits of `count` hidden states into the caller's `count × vocab` buffer: callers that
+    /// score in chunks reuse one buffer instead of faulting in fresh pages for every batch.
+    public func logits(hidden: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>) {
+        let d = config.dModel, vocab = config.vocabSize
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(vocab), Int32(d),
+                    1, hidden, Int32(d), embedding.value.baseAddress!, Int32(d), 0, out, Int32(vocab))
     }
 
     // MARK: - Batch bookkeeping
@@ -245,10 +258,10 @@ public final class TinyLMModel: @unchecked Sendable {
 
     private var probTotalFloats = 0
 
-    private func reserveActivations() {
+    private func reserveActivations(layers: Int) {
         let n = count, d = config.dModel, kvd = config.kvDim, ffn = config.ffnHidden
-        for r in residual { r.reserve(n * d) }
-        for a in acts {
+        for r in residual.prefix(max(2, layers + 1)) { r.reserve(n * d) }
+        for a in acts.prefix(layers) {
             a.mid.reserve(n * d); a.xn1.reserve(n * d); a.rstd1.reserve(n)
             a.q.reserve(n * d); a.k.reserve(n * kvd); a.v.reserve(n * kvd)
             a.probs.reserve(probTotalFloats); a.y.reserve(n * d)

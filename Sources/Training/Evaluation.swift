@@ -33,25 +33,31 @@ public enum Evaluation {
         var total = 0.0
         var scored = 0
         let batch = TokenBatch()
+        // Logits are scored this many positions at a time, in one reused buffer.
+        let chunkPositions = 128
+        let logitBuffer = UnsafeMutablePointer<Float>.allocate(capacity: chunkPositions * vocab)
+        defer { logitBuffer.deallocate() }
         for first in stride(from: 0, to: starts.count, by: rows) {
             let chunk = Array(starts[first..<min(first + rows, starts.count)])
             batch.fill(tokens: tokens, starts: chunk, length: length)
             // Clip the last window to the budget.
             let n = min(batch.positions, budget - scored)
             let hidden = try batch.inputs.withUnsafeBufferPointer { tok in
-                try batch.rowOffsets.withUnsafeBufferPointer { r in try model.forward(tokens: tok, rowOffsets: r) }
+                try batch.rowOffsets.withUnsafeBufferPointer { r in try model.forward(tokens: tok, rowOffsets: r, keepActivations: false) }
             }
-            let logits = model.logits(hidden: hidden, count: batch.positions)
             let parts = 8
             nonisolated(unsafe) var partial = [Double](repeating: 0, count: parts)
-            logits.withUnsafeBufferPointer { z in
+            for chunkStart in stride(from: 0, to: n, by: chunkPositions) {
+                let m = min(chunkPositions, n - chunkStart)
+                model.logits(hidden: hidden.baseAddress! + chunkStart * model.config.dModel, count: m, into: logitBuffer)
+                nonisolated(unsafe) let z = UnsafeBufferPointer(start: logitBuffer, count: m * vocab)
                 batch.targets.withUnsafeBufferPointer { g in
-                    nonisolated(unsafe) let z = z, g = g
+                    nonisolated(unsafe) let g = UnsafeBufferPointer(rebasing: g[chunkStart...])
                     partial.withUnsafeMutableBufferPointer { out in
                         nonisolated(unsafe) let out = out
                         DispatchQueue.concurrentPerform(iterations: parts) { p in
                             var sum = 0.0
-                            for i in (n * p / parts)..<(n * (p + 1) / parts) {
+                            for i in (m * p / parts)..<(m * (p + 1) / parts) {
                                 let row = UnsafeBufferPointer(rebasing: z[(i * vocab)..<((i + 1) * vocab)])
                                 var mx = -Float.infinity
                                 for v in row { mx = max(mx, v) }
@@ -59,7 +65,7 @@ public enum Evaluation {
                                 for v in row { e += Double(expf(v - mx)) }
                                 sum += Double(mx) + log(e) - Double(row[Int(g[i])])
                             }
-                            out[p] = sum
+                            out[p] += sum
                         }
                     }
                 }

@@ -51,7 +51,7 @@ struct ModelTeacher {
                 offsets.append(Int32(inputs.count))
             }
             let hidden = try inputs.withUnsafeBufferPointer { t in
-                try offsets.withUnsafeBufferPointer { o in try model.forward(tokens: t, rowOffsets: o) }
+                try offsets.withUnsafeBufferPointer { o in try model.forward(tokens: t, rowOffsets: o, keepActivations: false) }
             }
             let logits = model.logits(hidden: hidden, count: inputs.count)
             if mode == "sets" {

@@ -59,7 +59,7 @@ struct Logits: ParsableCommand {
             }
             let input = Array(ids[0..<(window * windows)])
             let offsets = (0...windows).map { Int32($0 * window) }
-            let hidden = try input.withUnsafeBufferPointer { t in try offsets.withUnsafeBufferPointer { try m.forward(tokens: t, rowOffsets: $0) } }
+            let hidden = try input.withUnsafeBufferPointer { t in try offsets.withUnsafeBufferPointer { try m.forward(tokens: t, rowOffsets: $0, keepActivations: false) } }
             let logits = m.logits(hidden: hidden, count: input.count)
             try RawArrays.write(logits.map(\.bitPattern.littleEndian), to: out)
         }
@@ -85,7 +85,7 @@ struct Generate: ParsableCommand {
             let promptCount = ids.count
             for _ in 0..<max(0, tokens) where ids.count < m.config.maxSequenceLength {
                 let offsets: [Int32] = [0, Int32(ids.count)]
-                let hidden = try ids.withUnsafeBufferPointer { t in try offsets.withUnsafeBufferPointer { try m.forward(tokens: t, rowOffsets: $0) } }
+                let hidden = try ids.withUnsafeBufferPointer { t in try offsets.withUnsafeBufferPointer { try m.forward(tokens: t, rowOffsets: $0, keepActivations: false) } }
                 let d = m.config.dModel
                 let last = UnsafeBufferPointer(rebasing: hidden[((ids.count - 1) * d)...])
                 let z = m.logits(hidden: last, count: 1)

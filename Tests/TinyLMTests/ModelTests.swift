@@ -85,6 +85,23 @@ final class ModelTests: XCTestCase {
     }
 
     /// A row's H is the same packed with others as alone: positions restart in each row.
+    /// Inference (one layer's buffers reused by every layer) computes exactly what training's
+    /// forward computes, and a backward after it is refused instead of using stale activations.
+    func testForwardWithoutActivationsIsBitIdenticalAndRefusesBackward() throws {
+        let model = try toyModel()
+        let kept = try hidden(model, tokens, rows)
+        let inferred = try tokens.withUnsafeBufferPointer { t in
+            try rows.withUnsafeBufferPointer { Array(try model.forward(tokens: t, rowOffsets: $0, keepActivations: false)) }
+        }
+        XCTAssertEqual(kept, inferred)
+        let dHidden = [Float](repeating: 0.1, count: kept.count)
+        XCTAssertThrowsError(try dHidden.withUnsafeBufferPointer { try model.backward(dHidden: $0) }) {
+            XCTAssertTrue("\($0)".contains("backward called before a forward that kept its activations"), "\($0)")
+        }
+        // A training forward afterwards still gives the same states.
+        XCTAssertEqual(try hidden(model, tokens, rows), kept)
+    }
+
     func testPackedRowsEqualSeparateRows() throws {
         let model = try toyModel()
         let d = model.config.dModel
@@ -169,7 +186,7 @@ final class ModelTests: XCTestCase {
         assertClose(h.map(Double.init), try hidden(model, [1, 2], [0, 2]).map(Double.init), abs: 1e-6, rel: 1e-6, "empty rows")
         let fresh = try toyModel()
         XCTAssertThrowsError(try fresh.backward(dHidden: UnsafeBufferPointer(start: nil, count: 0))) { e in
-            XCTAssertTrue("\(e)".contains("before any forward"), "\(e)")
+            XCTAssertTrue("\(e)".contains("before a forward that kept its activations"), "\(e)")
         }
         _ = try hidden(fresh, [1, 2], [0, 2])
         XCTAssertThrowsError(try [Float](repeating: 0, count: 5).withUnsafeBufferPointer { try fresh.backward(dHidden: $0) }) { e in

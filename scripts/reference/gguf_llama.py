@@ -653,6 +653,14 @@ def _windows(ids: I64Array, window: int, n: int | None, stride: int | None = Non
     return [ids[i * step:i * step + window] for i in range(n)]
 
 
+def cmd_dequant(args: argparse.Namespace) -> int:
+    f = GGUFFile(args.gguf)
+    values = f.tensor(args.tensor)
+    with open(args.out, "wb") as out:
+        out.write(np.ascontiguousarray(values, dtype="<f4").tobytes())
+    return 0
+
+
 def cmd_logits(args: argparse.Namespace) -> int:
     ids = read_ids(args.tokens)
     wins = _windows(ids, args.window, args.windows)
@@ -714,6 +722,12 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--max-array", type=int, default=16,
                    help="arrays longer than this are shown as length + first 5 (default 16)")
     s.set_defaults(fn=cmd_info)
+
+    s = sub.add_parser("dequant", help="one tensor dequantized to float32 (little-endian, row-major)")
+    s.add_argument("--gguf", required=True)
+    s.add_argument("--tensor", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_dequant)
 
     s = sub.add_parser(
         "logits", help="float32 logits of consecutive independent windows",
