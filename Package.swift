@@ -103,7 +103,7 @@ let package = Package(
         ]),
         .executableTarget(name: "logit-bench", dependencies: [
             "LogitCore", "ShardFormat", "Catalog", "Optim", "Replay", "WireFormat", "LogitClient", "SharedMemory", "TinyLM",
-            "Training",
+            "Training", "COpenBLAS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
