@@ -2,7 +2,9 @@ import Foundation
 
 /// The SwiGLU MLP: `out = (silu(x·W_gateᵀ) ⊙ x·W_upᵀ) · W_downᵀ`, silu(g) = g·σ(g).
 ///
-/// Forward keeps g = x·W_gateᵀ, u = x·W_upᵀ and h = silu(g) ⊙ u ([n × ffn] each). Backward:
+/// Forward keeps g = x·W_gateᵀ and u = x·W_upᵀ ([n × ffn] each); h = silu(g) ⊙ u goes through
+/// a scratch buffer and backward recomputes it (an elementwise pass) rather than every layer
+/// keeping a third [n × ffn] activation. Backward:
 ///   dh = dout·W_down,  dW_down += doutᵀ·h,
 ///   dg = dh ⊙ u ⊙ σ(g)(1 + g(1 − σ(g))),  du = dh ⊙ silu(g),
 ///   dx = dg·W_gate + du·W_up,  dW_gate += dgᵀ·x,  dW_up += duᵀ·x.
@@ -28,15 +30,23 @@ enum SwiGLU {
 
     /// `dx` is overwritten. `dh` and `du` are [n × ffn] scratch.
     static func backward(dOut: UnsafePointer<Float>, x: UnsafePointer<Float>, g: UnsafePointer<Float>,
-                         u: UnsafePointer<Float>, h: UnsafePointer<Float>,
+                         u: UnsafePointer<Float>,
                          wGate: UnsafePointer<Float>, wUp: UnsafePointer<Float>, wDown: UnsafePointer<Float>,
                          dWGate: UnsafeMutablePointer<Float>, dWUp: UnsafeMutablePointer<Float>, dWDown: UnsafeMutablePointer<Float>,
                          dx: UnsafeMutablePointer<Float>, dh: UnsafeMutablePointer<Float>, du: UnsafeMutablePointer<Float>,
                          n: Int, d: Int, ffn: Int) {
-        Gemm.linearInputGrad(dOut, wDown, dh, n: n, inFeatures: ffn, outFeatures: d, accumulate: false)
-        Gemm.linearWeightGrad(dOut, h, dWDown, n: n, inFeatures: ffn, outFeatures: d)
         nonisolated(unsafe) let g = g, u = u, dh = dh, du = du
         let tasks = taskCount(items: n, work: n * ffn)
+        // h again, in du (free until the pass below), for dW_down.
+        parallelTasks(tasks) { task in
+            let range = share(task, of: tasks, n)
+            for i in (range.lowerBound * ffn)..<(range.upperBound * ffn) {
+                let gi = g[i]
+                du[i] = gi / (1 + expf(-gi)) * u[i]
+            }
+        }
+        Gemm.linearInputGrad(dOut, wDown, dh, n: n, inFeatures: ffn, outFeatures: d, accumulate: false)
+        Gemm.linearWeightGrad(dOut, du, dWDown, n: n, inFeatures: ffn, outFeatures: d)
         parallelTasks(tasks) { task in
             let range = share(task, of: tasks, n)
             for i in (range.lowerBound * ffn)..<(range.upperBound * ffn) {

@@ -10,11 +10,10 @@ final class LayerActivations: @unchecked Sendable {
     let mid = ActivationBuffer()
     let xn1 = ActivationBuffer(), rstd1 = ActivationBuffer()
     let q = ActivationBuffer(), k = ActivationBuffer(), v = ActivationBuffer()
-    let probs = ActivationBuffer()
     /// Attention output before W_o.
     let y = ActivationBuffer()
     let xn2 = ActivationBuffer(), rstd2 = ActivationBuffer()
-    let g = ActivationBuffer(), u = ActivationBuffer(), h = ActivationBuffer()
+    let g = ActivationBuffer(), u = ActivationBuffer()
 }
 
 /// A decoder-only Llama-style transformer in fp32: tied token embedding, pre-norm RMSNorm,
@@ -36,7 +35,6 @@ public final class TinyLMModel: @unchecked Sendable {
     private var tokens: [UInt32] = []
     private var positions: [Int32] = []
     private var rowStarts: [Int32] = []
-    private var probOffsets: [Int] = []
     private var maxRowLength = 0
     private var count = 0
     private var hasForward = false
@@ -49,12 +47,14 @@ public final class TinyLMModel: @unchecked Sendable {
     private let dResidual = ActivationBuffer(), dNormed = ActivationBuffer(), dAttnOut = ActivationBuffer()
     private let dq = ActivationBuffer(), dk = ActivationBuffer(), dv = ActivationBuffer()
     private let dh = ActivationBuffer(), du = ActivationBuffer()
-    private let normScratch = ActivationBuffer(), attnScratch = ActivationBuffer()
+    private let normScratch = ActivationBuffer(), attnScratch = ActivationBuffer(), probScratch = ActivationBuffer()
+    /// h = silu(g) ⊙ u of the layer being computed (backward recomputes it).
+    private let mlpScratch = ActivationBuffer()
 
     /// Largest packed batch accepted (tokens): keeps every buffer size and sgemm dimension sane.
     public static let maxBatchTokens = 1 << 20
-    /// Largest attention-probability store per layer (heads · Σ rows L², floats): 1 GiB. Long
-    /// rows cost quadratically; past this the batch is refused instead of exhausting memory.
+    /// Largest attention work per layer (heads · Σ rows L² scores): 2^28. Long rows cost
+    /// quadratically; past this the batch is refused instead of running for hours.
     public static let maxAttentionFloats = 1 << 28
 
     /// Builds the model with deterministic weights drawn from `seed` (see `ModelParameters`).
@@ -92,34 +92,32 @@ public final class TinyLMModel: @unchecked Sendable {
         for t in 0..<n { (x0 + t * d).update(from: table + Int(self.tokens[t]) * d, count: d) }
 
         rowStarts.withUnsafeBufferPointer { starts in
-            probOffsets.withUnsafeBufferPointer { offsets in
-                positions.withUnsafeBufferPointer { pos in
-                    let rows = PackedRows(rowStart: starts.baseAddress!, probOffset: offsets.baseAddress!, rows: starts.count - 1)
-                    for l in 0..<config.layers {
-                        let w = weights.layers[l], a = acts[keepActivations ? l : 0]
-                        let x = stream(l).pointer
-                        // Attention block: mid = x + Attn(RMSNorm(x)) · W_oᵀ
-                        RMSNorm.forward(x: x, weight: w.attnNorm.value.baseAddress!, y: a.xn1.pointer, rstd: a.rstd1.pointer,
-                                        n: n, d: d, epsilon: config.normEpsilon)
-                        Gemm.linear(a.xn1.pointer, w.wq.value.baseAddress!, a.q.pointer, n: n, inFeatures: d, outFeatures: d)
-                        Gemm.linear(a.xn1.pointer, w.wk.value.baseAddress!, a.k.pointer, n: n, inFeatures: d, outFeatures: kvd)
-                        Gemm.linear(a.xn1.pointer, w.wv.value.baseAddress!, a.v.pointer, n: n, inFeatures: d, outFeatures: kvd)
-                        rotary.apply(a.q.pointer, positions: pos.baseAddress!, n: n, heads: config.heads, inverse: false)
-                        rotary.apply(a.k.pointer, positions: pos.baseAddress!, n: n, heads: config.kvHeads, inverse: false)
-                        Attention.forward(q: a.q.pointer, k: a.k.pointer, v: a.v.pointer, y: a.y.pointer, probs: a.probs.pointer,
-                                          rows: rows, shape: shape)
-                        a.mid.pointer.update(from: x, count: n * d)
-                        Gemm.linear(a.y.pointer, w.wo.value.baseAddress!, a.mid.pointer, n: n, inFeatures: d, outFeatures: d,
-                                    accumulate: true)
-                        // MLP block: next = mid + SwiGLU(RMSNorm(mid))
-                        RMSNorm.forward(x: a.mid.pointer, weight: w.mlpNorm.value.baseAddress!, y: a.xn2.pointer,
-                                        rstd: a.rstd2.pointer, n: n, d: d, epsilon: config.normEpsilon)
-                        let next = stream(l + 1).pointer
-                        next.update(from: a.mid.pointer, count: n * d)
-                        SwiGLU.forward(x: a.xn2.pointer, wGate: w.wGate.value.baseAddress!, wUp: w.wUp.value.baseAddress!,
-                                       wDown: w.wDown.value.baseAddress!, g: a.g.pointer, u: a.u.pointer, h: a.h.pointer,
-                                       out: next, n: n, d: d, ffn: ffn)
-                    }
+            positions.withUnsafeBufferPointer { pos in
+                let rows = PackedRows(rowStart: starts.baseAddress!, rows: starts.count - 1, maxLength: maxRowLength)
+                for l in 0..<config.layers {
+                    let w = weights.layers[l], a = acts[keepActivations ? l : 0]
+                    let x = stream(l).pointer
+                    // Attention block: mid = x + Attn(RMSNorm(x)) · W_oᵀ
+                    RMSNorm.forward(x: x, weight: w.attnNorm.value.baseAddress!, y: a.xn1.pointer, rstd: a.rstd1.pointer,
+                                    n: n, d: d, epsilon: config.normEpsilon)
+                    Gemm.linear(a.xn1.pointer, w.wq.value.baseAddress!, a.q.pointer, n: n, inFeatures: d, outFeatures: d)
+                    Gemm.linear(a.xn1.pointer, w.wk.value.baseAddress!, a.k.pointer, n: n, inFeatures: d, outFeatures: kvd)
+                    Gemm.linear(a.xn1.pointer, w.wv.value.baseAddress!, a.v.pointer, n: n, inFeatures: d, outFeatures: kvd)
+                    rotary.apply(a.q.pointer, positions: pos.baseAddress!, n: n, heads: config.heads, inverse: false)
+                    rotary.apply(a.k.pointer, positions: pos.baseAddress!, n: n, heads: config.kvHeads, inverse: false)
+                    Attention.forward(q: a.q.pointer, k: a.k.pointer, v: a.v.pointer, y: a.y.pointer,
+                                      rows: rows, shape: shape, scratch: probScratch)
+                    a.mid.pointer.update(from: x, count: n * d)
+                    Gemm.linear(a.y.pointer, w.wo.value.baseAddress!, a.mid.pointer, n: n, inFeatures: d, outFeatures: d,
+                                accumulate: true)
+                    // MLP block: next = mid + SwiGLU(RMSNorm(mid))
+                    RMSNorm.forward(x: a.mid.pointer, weight: w.mlpNorm.value.baseAddress!, y: a.xn2.pointer,
+                                    rstd: a.rstd2.pointer, n: n, d: d, epsilon: config.normEpsilon)
+                    let next = stream(l + 1).pointer
+                    next.update(from: a.mid.pointer, count: n * d)
+                    SwiGLU.forward(x: a.xn2.pointer, wGate: w.wGate.value.baseAddress!, wUp: w.wUp.value.baseAddress!,
+                                   wDown: w.wDown.value.baseAddress!, g: a.g.pointer, u: a.u.pointer, h: mlpScratch.pointer,
+                                   out: next, n: n, d: d, ffn: ffn)
                 }
             }
         }
@@ -147,43 +145,41 @@ public final class TinyLMModel: @unchecked Sendable {
                          rstd: rstdFinal.pointer, dx: dx, dWeight: weights.finalNorm.grad.baseAddress!, n: n, d: d,
                          accumulate: false, scratch: normScratch)
         rowStarts.withUnsafeBufferPointer { starts in
-            probOffsets.withUnsafeBufferPointer { offsets in
-                positions.withUnsafeBufferPointer { pos in
-                    let rows = PackedRows(rowStart: starts.baseAddress!, probOffset: offsets.baseAddress!, rows: starts.count - 1)
-                    for l in stride(from: config.layers - 1, through: 0, by: -1) {
-                        let w = weights.layers[l], a = acts[l]
-                        // MLP block (next = mid + SwiGLU(RMSNorm(mid))): dx flows through unchanged and
-                        // through the MLP and its norm.
-                        SwiGLU.backward(dOut: dx, x: a.xn2.pointer, g: a.g.pointer, u: a.u.pointer, h: a.h.pointer,
-                                        wGate: w.wGate.value.baseAddress!, wUp: w.wUp.value.baseAddress!,
-                                        wDown: w.wDown.value.baseAddress!, dWGate: w.wGate.grad.baseAddress!,
-                                        dWUp: w.wUp.grad.baseAddress!, dWDown: w.wDown.grad.baseAddress!,
-                                        dx: dNormed.pointer, dh: dh.pointer, du: du.pointer, n: n, d: d, ffn: ffn)
-                        RMSNorm.backward(dy: dNormed.pointer, x: a.mid.pointer, weight: w.mlpNorm.value.baseAddress!,
-                                         rstd: a.rstd2.pointer, dx: dx, dWeight: w.mlpNorm.grad.baseAddress!, n: n, d: d,
-                                         accumulate: true, scratch: normScratch)
-                        // Attention block (mid = x + Attn(RMSNorm(x)) · W_oᵀ).
-                        Gemm.linearInputGrad(dx, w.wo.value.baseAddress!, dAttnOut.pointer, n: n, inFeatures: d, outFeatures: d,
-                                             accumulate: false)
-                        Gemm.linearWeightGrad(dx, a.y.pointer, w.wo.grad.baseAddress!, n: n, inFeatures: d, outFeatures: d)
-                        Attention.backward(dy: dAttnOut.pointer, q: a.q.pointer, k: a.k.pointer, v: a.v.pointer,
-                                           probs: a.probs.pointer, dq: dq.pointer, dk: dk.pointer, dv: dv.pointer,
-                                           rows: rows, shape: shape, maxRowLength: maxRowLength, scratch: attnScratch)
-                        rotary.apply(dq.pointer, positions: pos.baseAddress!, n: n, heads: config.heads, inverse: true)
-                        rotary.apply(dk.pointer, positions: pos.baseAddress!, n: n, heads: config.kvHeads, inverse: true)
-                        Gemm.linearInputGrad(dq.pointer, w.wq.value.baseAddress!, dNormed.pointer, n: n, inFeatures: d,
-                                             outFeatures: d, accumulate: false)
-                        Gemm.linearInputGrad(dk.pointer, w.wk.value.baseAddress!, dNormed.pointer, n: n, inFeatures: d,
-                                             outFeatures: kvd, accumulate: true)
-                        Gemm.linearInputGrad(dv.pointer, w.wv.value.baseAddress!, dNormed.pointer, n: n, inFeatures: d,
-                                             outFeatures: kvd, accumulate: true)
-                        Gemm.linearWeightGrad(dq.pointer, a.xn1.pointer, w.wq.grad.baseAddress!, n: n, inFeatures: d, outFeatures: d)
-                        Gemm.linearWeightGrad(dk.pointer, a.xn1.pointer, w.wk.grad.baseAddress!, n: n, inFeatures: d, outFeatures: kvd)
-                        Gemm.linearWeightGrad(dv.pointer, a.xn1.pointer, w.wv.grad.baseAddress!, n: n, inFeatures: d, outFeatures: kvd)
-                        RMSNorm.backward(dy: dNormed.pointer, x: residual[l].pointer, weight: w.attnNorm.value.baseAddress!,
-                                         rstd: a.rstd1.pointer, dx: dx, dWeight: w.attnNorm.grad.baseAddress!, n: n, d: d,
-                                         accumulate: true, scratch: normScratch)
-                    }
+            positions.withUnsafeBufferPointer { pos in
+                let rows = PackedRows(rowStart: starts.baseAddress!, rows: starts.count - 1, maxLength: maxRowLength)
+                for l in stride(from: config.layers - 1, through: 0, by: -1) {
+                    let w = weights.layers[l], a = acts[l]
+                    // MLP block (next = mid + SwiGLU(RMSNorm(mid))): dx flows through unchanged and
+                    // through the MLP and its norm.
+                    SwiGLU.backward(dOut: dx, x: a.xn2.pointer, g: a.g.pointer, u: a.u.pointer,
+                                    wGate: w.wGate.value.baseAddress!, wUp: w.wUp.value.baseAddress!,
+                                    wDown: w.wDown.value.baseAddress!, dWGate: w.wGate.grad.baseAddress!,
+                                    dWUp: w.wUp.grad.baseAddress!, dWDown: w.wDown.grad.baseAddress!,
+                                    dx: dNormed.pointer, dh: dh.pointer, du: du.pointer, n: n, d: d, ffn: ffn)
+                    RMSNorm.backward(dy: dNormed.pointer, x: a.mid.pointer, weight: w.mlpNorm.value.baseAddress!,
+                                     rstd: a.rstd2.pointer, dx: dx, dWeight: w.mlpNorm.grad.baseAddress!, n: n, d: d,
+                                     accumulate: true, scratch: normScratch)
+                    // Attention block (mid = x + Attn(RMSNorm(x)) · W_oᵀ).
+                    Gemm.linearInputGrad(dx, w.wo.value.baseAddress!, dAttnOut.pointer, n: n, inFeatures: d, outFeatures: d,
+                                         accumulate: false)
+                    Gemm.linearWeightGrad(dx, a.y.pointer, w.wo.grad.baseAddress!, n: n, inFeatures: d, outFeatures: d)
+                    Attention.backward(dy: dAttnOut.pointer, q: a.q.pointer, k: a.k.pointer, v: a.v.pointer,
+                                       dq: dq.pointer, dk: dk.pointer, dv: dv.pointer,
+                                       rows: rows, shape: shape, probScratch: probScratch, scratch: attnScratch)
+                    rotary.apply(dq.pointer, positions: pos.baseAddress!, n: n, heads: config.heads, inverse: true)
+                    rotary.apply(dk.pointer, positions: pos.baseAddress!, n: n, heads: config.kvHeads, inverse: true)
+                    Gemm.linearInputGrad(dq.pointer, w.wq.value.baseAddress!, dNormed.pointer, n: n, inFeatures: d,
+                                         outFeatures: d, accumulate: false)
+                    Gemm.linearInputGrad(dk.pointer, w.wk.value.baseAddress!, dNormed.pointer, n: n, inFeatures: d,
+                                         outFeatures: kvd, accumulate: true)
+                    Gemm.linearInputGrad(dv.pointer, w.wv.value.baseAddress!, dNormed.pointer, n: n, inFeatures: d,
+                                         outFeatures: kvd, accumulate: true)
+                    Gemm.linearWeightGrad(dq.pointer, a.xn1.pointer, w.wq.grad.baseAddress!, n: n, inFeatures: d, outFeatures: d)
+                    Gemm.linearWeightGrad(dk.pointer, a.xn1.pointer, w.wk.grad.baseAddress!, n: n, inFeatures: d, outFeatures: kvd)
+                    Gemm.linearWeightGrad(dv.pointer, a.xn1.pointer, w.wv.grad.baseAddress!, n: n, inFeatures: d, outFeatures: kvd)
+                    RMSNorm.backward(dy: dNormed.pointer, x: residual[l].pointer, weight: w.attnNorm.value.baseAddress!,
+                                     rstd: a.rstd1.pointer, dx: dx, dWeight: w.attnNorm.grad.baseAddress!, n: n, d: d,
+                                     accumulate: true, scratch: normScratch)
                 }
             }
         }
@@ -231,7 +227,6 @@ public final class TinyLMModel: @unchecked Sendable {
             throw ModelError.invalidInput("token \(t) is id \(id), expected < vocabSize \(config.vocabSize)")
         }
         rowStarts.removeAll(keepingCapacity: true)
-        probOffsets.removeAll(keepingCapacity: true)
         positions.removeAll(keepingCapacity: true)
         var probTotal = 0
         maxRowLength = 0
@@ -241,7 +236,6 @@ public final class TinyLMModel: @unchecked Sendable {
             guard len <= config.maxSequenceLength else {
                 throw ModelError.invalidInput("row \(r) has \(len) tokens, expected at most maxSequenceLength \(config.maxSequenceLength)")
             }
-            probOffsets.append(probTotal)
             probTotal += config.heads * len * len
             guard probTotal <= Self.maxAttentionFloats else {
                 throw ModelError.invalidInput("rows up to \(r) need \(probTotal) attention probabilities per layer (heads · Σ length²), expected at most \(Self.maxAttentionFloats); use fewer or shorter rows")
@@ -253,10 +247,8 @@ public final class TinyLMModel: @unchecked Sendable {
         tokens.removeAll(keepingCapacity: true)
         tokens.append(contentsOf: input)
         count = n
-        probTotalFloats = probTotal
     }
 
-    private var probTotalFloats = 0
 
     private func reserveActivations(layers: Int) {
         let n = count, d = config.dModel, kvd = config.kvDim, ffn = config.ffnHidden
@@ -264,10 +256,10 @@ public final class TinyLMModel: @unchecked Sendable {
         for a in acts.prefix(layers) {
             a.mid.reserve(n * d); a.xn1.reserve(n * d); a.rstd1.reserve(n)
             a.q.reserve(n * d); a.k.reserve(n * kvd); a.v.reserve(n * kvd)
-            a.probs.reserve(probTotalFloats); a.y.reserve(n * d)
+            a.y.reserve(n * d)
             a.xn2.reserve(n * d); a.rstd2.reserve(n)
-            a.g.reserve(n * ffn); a.u.reserve(n * ffn); a.h.reserve(n * ffn)
+            a.g.reserve(n * ffn); a.u.reserve(n * ffn)
         }
-        hidden.reserve(n * d); rstdFinal.reserve(n)
+        hidden.reserve(n * d); rstdFinal.reserve(n); mlpScratch.reserve(n * ffn)
     }
 }

@@ -133,22 +133,18 @@ final class LayerGradientTests: XCTestCase {
         let qw = c.heads * c.hd, kw = c.kvHeads * c.hd
         let q = rng.floats(c.n * qw, scale: 1.5), k = rng.floats(c.n * kw, scale: 1.5), v = rng.floats(c.n * kw)
         let r = rng.floats(c.n * qw)
-        var offsets: [Int] = [], total = 0, maxLen = 0
-        for i in 0..<(c.rows.count - 1) {
-            let len = Int(c.rows[i + 1] - c.rows[i])
-            offsets.append(total); total += c.heads * len * len; maxLen = max(maxLen, len)
-        }
+        var maxLen = 0
+        for i in 0..<(c.rows.count - 1) { maxLen = max(maxLen, Int(c.rows[i + 1] - c.rows[i])) }
         let shape = AttentionShape(heads: c.heads, kvHeads: c.kvHeads, headDim: c.hd)
-        var y = [Float](repeating: .nan, count: c.n * qw), probs = [Float](repeating: 0, count: max(1, total))
+        var y = [Float](repeating: .nan, count: c.n * qw)
         var dq = [Float](repeating: .nan, count: c.n * qw), dk = [Float](repeating: .nan, count: c.n * kw)
         var dv = [Float](repeating: .nan, count: c.n * kw)
         c.rows.withUnsafeBufferPointer { rows in
-            offsets.withUnsafeBufferPointer { offs in
-                let packed = PackedRows(rowStart: rows.baseAddress!, probOffset: offs.baseAddress!, rows: c.rows.count - 1)
-                Attention.forward(q: q, k: k, v: v, y: &y, probs: &probs, rows: packed, shape: shape)
-                Attention.backward(dy: r, q: q, k: k, v: v, probs: probs, dq: &dq, dk: &dk, dv: &dv, rows: packed, shape: shape,
-                                   maxRowLength: maxLen, scratch: ActivationBuffer())
-            }
+            let packed = PackedRows(rowStart: rows.baseAddress!, rows: c.rows.count - 1, maxLength: maxLen)
+            // Backward recomputes P in its own scratch; the forward's scratch holds only the last row's.
+            Attention.forward(q: q, k: k, v: v, y: &y, rows: packed, shape: shape, scratch: ActivationBuffer())
+            Attention.backward(dy: r, q: q, k: k, v: v, dq: &dq, dk: &dk, dv: &dv, rows: packed, shape: shape,
+                               probScratch: ActivationBuffer(), scratch: ActivationBuffer())
         }
         let qd = q.map(Double.init), kd = k.map(Double.init), vd = v.map(Double.init), rd = r.map(Double.init)
         assertClose(y.map(Double.init), attentionReference(q: qd, k: kd, v: vd, c: c), abs: 1e-5, rel: 1e-4, "attention forward")
@@ -209,7 +205,7 @@ final class LayerGradientTests: XCTestCase {
         var dx = [Float](repeating: .nan, count: n * d)
         var dWg = [Float](repeating: 0, count: ffn * d), dWu = dWg, dWd = [Float](repeating: 0, count: d * ffn)
         var dh = [Float](repeating: 0, count: n * ffn), du = dh
-        SwiGLU.backward(dOut: r, x: x, g: g, u: u, h: h, wGate: wg, wUp: wu, wDown: wd, dWGate: &dWg, dWUp: &dWu, dWDown: &dWd,
+        SwiGLU.backward(dOut: r, x: x, g: g, u: u, wGate: wg, wUp: wu, wDown: wd, dWGate: &dWg, dWUp: &dWu, dWDown: &dWd,
                         dx: &dx, dh: &dh, du: &du, n: n, d: d, ffn: ffn)
         let f = { (x: [Double], wg: [Double], wu: [Double], wd: [Double]) in
             dotD(self.swigluReference(x: x, wg: wg, wu: wu, wd: wd, n: n, d: d, ffn: ffn), rd)
