@@ -39,6 +39,13 @@ model: deps
 pydeps: deps
 	PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check -r scripts/reference/requirements.txt
 
+## check-large: save and resume at SmolLM2-135M's size with a real SIGKILL, bit-identical
+## (scripts/check-large-resume.sh; about 2 minutes, opt-in).
+.PHONY: check-large
+check-large: release model
+	test -f $(MODEL_DIR)/base/model.safetensors || .build/release/logit-train import-gguf --gguf $(MODEL_DIR)/SmolLM2-135M-Instruct.Q4_1.gguf --out $(MODEL_DIR)/base
+	scripts/check-large-resume.sh $(MODEL_DIR)/base
+
 ## test: build and run the whole test suite (the README's test command).
 test: deps model pydeps
 	$(SWIFT) build --build-tests
