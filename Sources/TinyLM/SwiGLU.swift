@@ -15,9 +15,14 @@ enum SwiGLU {
                         h: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, n: Int, d: Int, ffn: Int) {
         Gemm.linear(x, wGate, g, n: n, inFeatures: d, outFeatures: ffn)
         Gemm.linear(x, wUp, u, n: n, inFeatures: d, outFeatures: ffn)
+        gatedProduct(g: g, u: u, into: h, n: n, ffn: ffn)
+        Gemm.linear(h, wDown, out, n: n, inFeatures: ffn, outFeatures: d, accumulate: true)
+    }
+
+    /// h = silu(g) ⊙ u over [n × ffn], split across the cores by rows.
+    static func gatedProduct(g: UnsafePointer<Float>, u: UnsafePointer<Float>, into h: UnsafeMutablePointer<Float>, n: Int, ffn: Int) {
         nonisolated(unsafe) let g = g, u = u, h = h
-        let total = n * ffn
-        let tasks = taskCount(items: n, work: total)
+        let tasks = taskCount(items: n, work: n * ffn)
         parallelTasks(tasks) { task in
             let range = share(task, of: tasks, n)
             for i in (range.lowerBound * ffn)..<(range.upperBound * ffn) {
@@ -25,7 +30,6 @@ enum SwiGLU {
                 h[i] = gi / (1 + expf(-gi)) * u[i]
             }
         }
-        Gemm.linear(h, wDown, out, n: n, inFeatures: ffn, outFeatures: d, accumulate: true)
     }
 
     /// `dx` is overwritten. `dh` and `du` are [n × ffn] scratch.
@@ -38,13 +42,7 @@ enum SwiGLU {
         nonisolated(unsafe) let g = g, u = u, dh = dh, du = du
         let tasks = taskCount(items: n, work: n * ffn)
         // h again, in du (free until the pass below), for dW_down.
-        parallelTasks(tasks) { task in
-            let range = share(task, of: tasks, n)
-            for i in (range.lowerBound * ffn)..<(range.upperBound * ffn) {
-                let gi = g[i]
-                du[i] = gi / (1 + expf(-gi)) * u[i]
-            }
-        }
+        gatedProduct(g: g, u: u, into: du, n: n, ffn: ffn)
         Gemm.linearInputGrad(dOut, wDown, dh, n: n, inFeatures: ffn, outFeatures: d, accumulate: false)
         Gemm.linearWeightGrad(dOut, du, dWDown, n: n, inFeatures: ffn, outFeatures: d)
         parallelTasks(tasks) { task in

@@ -67,11 +67,8 @@ struct ModelBench: ParsableCommand {
             throw ValidationError("--seq-len \(seqLen) exceeds the model's maxSequenceLength \(config.maxSequenceLength)")
         }
         let sgemm = Self.sgemmFLOPsPerSecond(config, n: n)
-        let (setOffsets, ids, lps, golds) = try SyntheticSets.folded(positions: n, vocab: config.vocabSize)
-        var inputs = [UInt32](repeating: 0, count: n)
-        for i in 1..<n { inputs[i] = golds[i - 1] }
-        let rowOffsets = (0...batch).map { Int32($0 * seqLen) }
-        let mask = [UInt8](repeating: 1, count: n)
+        let sets = try SyntheticTrainBatch(rows: batch, length: seqLen, vocab: config.vocabSize)
+        let inputs = sets.inputs, rowOffsets = sets.rowOffsets
         let body = Self.bodyFLOPs(config, n: n, rowLength: seqLen)
         let head = 2.0 * Double(n) * Double(config.dModel) * Double(config.vocabSize)
 
@@ -105,18 +102,7 @@ struct ModelBench: ParsableCommand {
             var times: [Double] = []
             for s in 0...steps {
                 let t0 = now()
-                _ = try setOffsets.withUnsafeBufferPointer { so in
-                    try ids.withUnsafeBufferPointer { id in
-                        try lps.withUnsafeBufferPointer { lp in
-                            try golds.withUnsafeBufferPointer { g in
-                                try mask.withUnsafeBufferPointer { mk in
-                                    try trainer.step(inputs: inputs, rowOffsets: rowOffsets,
-                                                     batch: CandidateBatch(setOffsets: so, ids: id, logprobs: lp, gold: g, mask: mk))
-                                }
-                            }
-                        }
-                    }
-                }
+                _ = try sets.step(trainer)
                 if s > 0 { times.append(now() - t0) }
             }
             stepSeconds[recipe] = times.sorted()[times.count / 2]
@@ -126,10 +112,10 @@ struct ModelBench: ParsableCommand {
         }
         // A step is forward + backward: three times the forward's products. The restricted head
         // costs Σ|S|·d per pass instead of V·d per token.
-        let stepFull = 3 * (body + head), stepRestricted = 3 * (body + 2.0 * Double(ids.count) * Double(config.dModel))
+        let stepFull = 3 * (body + head), stepRestricted = 3 * (body + 2.0 * Double(sets.ids.count) * Double(config.dModel))
         printJSONLine([
             "bench": "model", "model": model, "parameters": config.parameterCount, "layers": config.layers,
-            "batch": batch, "seq_len": seqLen, "tokens": n, "steps": steps, "mean_k": Double(ids.count) / Double(n),
+            "batch": batch, "seq_len": seqLen, "tokens": n, "steps": steps, "mean_k": sets.meanK,
             "threads": ProcessInfo.processInfo.activeProcessorCount,
             "sgemm_gflop_per_s": sgemm / 1e9,
             "forward_tokens_per_s": Double(n) / forwardSeconds,

@@ -1,5 +1,7 @@
 import Foundation
 import LogitCore
+import Replay
+import Training
 
 /// The candidate sets of the benchmarks: `SyntheticTeacher` rows (V = 151,936 by default),
 /// selected with `TopKSelector`, rows generated in parallel chunks of 64.
@@ -52,5 +54,38 @@ enum SyntheticSets {
             gold.append(g % UInt32(vocab))
         }
         return (offsets, ids, lps, gold)
+    }
+}
+
+/// One batch of folded synthetic sets and the token rows that read like them (each input is the
+/// previous target), ready for `Trainer.step`: what `train` and `model` time.
+struct SyntheticTrainBatch {
+    let setOffsets: [UInt32], ids: [UInt32], logprobs: [Float], golds: [UInt32]
+    let inputs: [UInt32], rowOffsets: [Int32], mask: [UInt8]
+    var meanK: Double { Double(ids.count) / Double(inputs.count) }
+
+    init(rows: Int, length: Int, vocab: Int) throws {
+        let n = rows * length
+        (setOffsets, ids, logprobs, golds) = try SyntheticSets.folded(positions: n, vocab: vocab)
+        var inputs = [UInt32](repeating: 0, count: n)
+        for i in 1..<n { inputs[i] = golds[i - 1] }
+        self.inputs = inputs
+        rowOffsets = (0...rows).map { Int32($0 * length) }
+        mask = [UInt8](repeating: 1, count: n)
+    }
+
+    func step(_ trainer: Trainer) throws -> Trainer.Result {
+        try setOffsets.withUnsafeBufferPointer { so in
+            try ids.withUnsafeBufferPointer { id in
+                try logprobs.withUnsafeBufferPointer { lp in
+                    try golds.withUnsafeBufferPointer { g in
+                        try mask.withUnsafeBufferPointer { m in
+                            try trainer.step(inputs: inputs, rowOffsets: rowOffsets,
+                                             batch: CandidateBatch(setOffsets: so, ids: id, logprobs: lp, gold: g, mask: m))
+                        }
+                    }
+                }
+            }
+        }
     }
 }

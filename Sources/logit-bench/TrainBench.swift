@@ -27,14 +27,8 @@ struct TrainBench: ParsableCommand {
         var results: [String: Double] = [:]
         var meanK: [String: Double] = [:]
         for config in [Config(name: "small", preset: "small", vocab: 8192), Config(name: "large", preset: "base", vocab: 49_152)] {
-            let n = batch * seqLen
-            let (offsets, ids, lps, golds) = try SyntheticSets.folded(positions: n, vocab: config.vocab)
-            meanK[config.name] = Double(ids.count) / Double(n)
-            // Rows read like text: each input is the previous target.
-            var inputs = [UInt32](repeating: 0, count: n)
-            for i in 1..<n { inputs[i] = golds[i - 1] }
-            let rowOffsets = (0...batch).map { Int32($0 * seqLen) }
-            let mask = [UInt8](repeating: 1, count: n)
+            let sets = try SyntheticTrainBatch(rows: batch, length: seqLen, vocab: config.vocab)
+            meanK[config.name] = sets.meanK
             for (recipe, loss, optimizer) in [("restricted", LossChoice.restricted, OptimizerChoice.moclip),
                                               ("full", LossChoice.full, OptimizerChoice.adamw)] {
                 let model = try TinyLMModel(config: TinyLMConfig.preset(config.preset, vocabSize: config.vocab,
@@ -46,18 +40,7 @@ struct TrainBench: ParsableCommand {
                 var lastLoss = 0.0
                 for s in 0...steps {
                     let t0 = now()
-                    let r = try offsets.withUnsafeBufferPointer { so in
-                        try ids.withUnsafeBufferPointer { id in
-                            try lps.withUnsafeBufferPointer { lp in
-                                try golds.withUnsafeBufferPointer { g in
-                                    try mask.withUnsafeBufferPointer { m in
-                                        try trainer.step(inputs: inputs, rowOffsets: rowOffsets,
-                                                         batch: CandidateBatch(setOffsets: so, ids: id, logprobs: lp, gold: g, mask: m))
-                                    }
-                                }
-                            }
-                        }
-                    }
+                    let r = try sets.step(trainer)
                     if s > 0 { times.append(now() - t0) }
                     lastLoss = r.loss.loss
                 }
