@@ -80,8 +80,9 @@ FUZZ_SECONDS ?= 15
 ## flags are passed to every module explicitly: without them libFuzzer mutates blind. The Swift
 ## backtracer is off so that a trap is reported by libFuzzer with the failing line.
 FUZZ_COVERAGE := -Xswiftc -sanitize-coverage=edge,trace-cmp,inline-8bit-counters,pc-table -Xcc -fsanitize=fuzzer-no-link
-fuzz: deps
+fuzz: deps pydeps
 	cd Fuzz && $(SWIFT) build --sanitize=fuzzer --sanitize=address $(FUZZ_COVERAGE)
+	mkdir -p Fuzz/Corpus/gguf && python3 Fuzz/make_gguf_seed.py Fuzz/Corpus/gguf/every-type.gguf
 	@for t in wire shard jsonl gguf; do \
 	  case $$t in wire) bin=FuzzWire;; shard) bin=FuzzShard;; jsonl) bin=FuzzJSONL;; gguf) bin=FuzzGGUF;; esac; \
 	  mkdir -p Fuzz/.build/corpus-$$t; \
