@@ -98,12 +98,6 @@ public final class GGUFFile: Sendable {
         return s
     }
 
-    public func bool(_ key: String) throws(GGUFError) -> Bool {
-        let v = try required(key)
-        guard case .bool(let b) = v else { throw mismatch(key, v, "bool") }
-        return b
-    }
-
     public func strings(_ key: String) throws(GGUFError) -> [String] {
         let v = try required(key)
         guard case .array(let items) = v else { throw mismatch(key, v, "array of strings") }
@@ -112,18 +106,6 @@ public final class GGUFFile: Sendable {
         for (i, item) in items.enumerated() {
             guard case .string(let s) = item else { throw mismatch("\(key)[\(i)]", item, "string") }
             out.append(s)
-        }
-        return out
-    }
-
-    public func integers(_ key: String) throws(GGUFError) -> [Int] {
-        let v = try required(key)
-        guard case .array(let items) = v else { throw mismatch(key, v, "array of integers") }
-        var out: [Int] = []
-        out.reserveCapacity(items.count)
-        for (i, item) in items.enumerated() {
-            guard let n = item.integer else { throw mismatch("\(key)[\(i)]", item, "a non-negative integer") }
-            out.append(n)
         }
         return out
     }
