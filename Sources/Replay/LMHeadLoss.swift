@@ -10,14 +10,19 @@ public struct CandidateBatch {
     public var logprobs: UnsafeBufferPointer<Float>
     public var gold: UnsafeBufferPointer<UInt32>
     public var mask: UnsafeBufferPointer<UInt8>
+    /// Which draw a sampling loss (`SampledTailLoss`) takes its negatives from. The trainer sets it
+    /// to the step number, so a resumed run draws the same negatives as an uninterrupted one.
+    public var negativeDraw: UInt64
 
     public init(setOffsets: UnsafeBufferPointer<UInt32>, ids: UnsafeBufferPointer<UInt32>,
-                logprobs: UnsafeBufferPointer<Float>, gold: UnsafeBufferPointer<UInt32>, mask: UnsafeBufferPointer<UInt8>) {
+                logprobs: UnsafeBufferPointer<Float>, gold: UnsafeBufferPointer<UInt32>, mask: UnsafeBufferPointer<UInt8>,
+                negativeDraw: UInt64 = 0) {
         self.setOffsets = setOffsets
         self.ids = ids
         self.logprobs = logprobs
         self.gold = gold
         self.mask = mask
+        self.negativeDraw = negativeDraw
     }
 
     /// Positions in the batch.

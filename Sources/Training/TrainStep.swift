@@ -7,8 +7,10 @@ public enum OptimizerChoice: String, Sendable, CaseIterable, Codable {
     case moclip, adamw, adamAtan2 = "adam-atan2"
 }
 
+/// `restricted`: the paper's softmax over each stored set S. `tail`: S ∪ {tail}, the outside
+/// held down by sampled negatives (`SampledTailLoss`). `full`: the whole vocabulary.
 public enum LossChoice: String, Sendable, CaseIterable, Codable {
-    case restricted, full
+    case restricted, tail, full
 }
 
 /// One optimizer step: forward → fused LM head + loss (into the tied embedding's gradient) →
@@ -40,7 +42,9 @@ public final class Trainer {
     /// loss or the gradient norm is not finite.
     public func step(inputs: [UInt32], rowOffsets: [Int32], batch: CandidateBatch) throws -> Result {
         optimizer.zeroGrad()
-        let lossResult = try forwardBackward(inputs: inputs, rowOffsets: rowOffsets, batch: batch)
+        var drawn = batch
+        drawn.negativeDraw = UInt64(optimizer.stepCount)  // a resumed run draws what an uninterrupted one would
+        let lossResult = try forwardBackward(inputs: inputs, rowOffsets: rowOffsets, batch: drawn)
         var sumSquares = 0.0
         for t in optimizer.tensors {
             var s: Float = 0
@@ -94,9 +98,12 @@ extension OptimizerChoice {
 }
 
 extension LossChoice {
-    public func make(kdAlpha: Float, temperature: Float) -> any LMHeadLoss {
+    /// `negatives` and `seed` are the tail loss's draw size and seed; `temperature` is the
+    /// restricted KD's (the tail KD is at T = 1).
+    public func make(kdAlpha: Float, temperature: Float, negatives: Int = 256, seed: UInt64 = 0) -> any LMHeadLoss {
         switch self {
         case .restricted: return RestrictedSoftmaxLoss(kdAlpha: kdAlpha, temperature: temperature)
+        case .tail: return SampledTailLoss(negatives: negatives, kdAlpha: kdAlpha, seed: seed)
         case .full: return FullSoftmaxLoss()
         }
     }
