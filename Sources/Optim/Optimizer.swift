@@ -17,8 +17,10 @@ public protocol Optimizer: AnyObject {
     func zeroGrad()
     /// The optimizer state (step, moments) in the format of schema/OPTIM_STATE.md.
     func encodeState() -> [UInt8]
+    /// The same bytes as `encodeState()`, handed to `sink` in pieces (no copy of the moments).
+    func writeState(to sink: (UnsafeRawBufferPointer) throws -> Void) throws
     /// Replaces the state with a saved one after validating all of it; on error nothing changes.
-    func restoreState(from bytes: [UInt8]) throws
+    func restoreState(from bytes: UnsafeRawBufferPointer) throws
     /// Exact size of `encodeState()` for these tensors (files larger than this are refused unread).
     var encodedStateSize: Int { get }
 }
@@ -35,7 +37,8 @@ public class CoreBackedOptimizer {
     public var tensors: [ParameterTensor] { core.tensors }
     public func zeroGrad() { core.zeroGrad() }
     public func encodeState() -> [UInt8] { OptimizerStateFormat.encode(core) }
-    public func restoreState(from bytes: [UInt8]) throws { try OptimizerStateFormat.decode(bytes, into: core) }
+    public func writeState(to sink: (UnsafeRawBufferPointer) throws -> Void) throws { try OptimizerStateFormat.write(core, to: sink) }
+    public func restoreState(from bytes: UnsafeRawBufferPointer) throws { try OptimizerStateFormat.decode(bytes, into: core) }
     public var encodedStateSize: Int { OptimizerStateFormat.encodedSize(core) }
 }
 

@@ -55,7 +55,7 @@ public enum RunCheckpoint {
             try ModelCheckpoint.save(model, to: tmp, metadata: metadata)
             try tokenizer.save(to: URL(fileURLWithPath: tmp + "/tokenizer"))
             if let optimizer {
-                try Data(optimizer.encodeState()).write(to: URL(fileURLWithPath: tmp + "/optimizer.state"))
+                try optimizer.saveState(to: tmp + "/optimizer.state")
             }
             if let state {
                 let encoder = JSONEncoder()
@@ -95,8 +95,7 @@ public enum RunCheckpoint {
     /// Optimizer state and trainer state of a training checkpoint.
     public static func loadTrainingState(_ directory: String, into optimizer: any Optimizer) throws -> TrainerState {
         do {
-            let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: directory + "/optimizer.state")))
-            try optimizer.restoreState(from: bytes)
+            try optimizer.loadState(from: directory + "/optimizer.state")
             return try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: URL(fileURLWithPath: directory + "/trainer.json")))
         } catch {
             throw TrainingError.io("cannot resume from \(directory): \(error)")

@@ -113,6 +113,34 @@ final class OptimizerStateTests: XCTestCase {
         assertRejected(bytes, by: opt, "tensor 'w' second moment [1] is -1.0, expected finite and ≥ 0")
     }
 
+    /// The streamed checksum equals the one-shot one whatever the piece sizes (carried partial
+    /// stripes, empty pieces, a tail shorter than a stripe), and the saved file is exactly
+    /// `encodeState()`'s bytes.
+    func testStreamedChecksumAndSavedFileMatchTheOneShotEncoding() throws {
+        var rng = TestRNG(5)
+        for length in [0, 1, 31, 32, 33, 95, 1000, 4099] {
+            let bytes = (0..<length).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            let expected = bytes.withUnsafeBytes { StateChecksum.compute($0) }
+            for trial in 0..<6 {
+                var stream = StateChecksum.Stream()
+                var at = 0
+                while at < length {
+                    let piece = trial == 0 ? 1 : Int(rng.next() % UInt64(40 * trial)) // 0-length pieces included
+                    let end = min(length, at + piece)
+                    bytes.withUnsafeBytes { stream.update(UnsafeRawBufferPointer(rebasing: $0[at..<end])) }
+                    at = end
+                }
+                XCTAssertEqual(stream.finish(), expected, "length \(length) trial \(trial)")
+            }
+        }
+        let store = try makeStore(mixedShapes)
+        let opt = try MoClip(store: store, schedule: .constant(0.01))
+        for s in 1...3 { writeQuadraticGradients(store, step: s); try opt.step() }
+        let path = try temporaryPath("streamed.state")
+        try opt.saveState(to: path)
+        XCTAssertEqual([UInt8](try Data(contentsOf: URL(fileURLWithPath: path))), opt.encodeState())
+    }
+
     func testFileErrors() throws {
         let store = try makeStore(mixedShapes)
         let opt = try MoClip(store: store, schedule: .constant(0.01))
