@@ -7,8 +7,12 @@ public final class MetricsLog {
     private let handle: FileHandle
 
     /// Opens (creating when missing) for appending: a resumed run continues the same file.
-    public init(path: String) throws {
+    /// `keepingStepsThrough`: the step the run resumes from. Lines written after that step's
+    /// checkpoint (by a process that was then killed) are dropped, a torn last line with them,
+    /// so the resumed run does not log its steps twice. At 0 the file starts empty.
+    public init(path: String, keepingStepsThrough step: Int) throws {
         self.path = path
+        if FileManager.default.fileExists(atPath: path) { try Self.truncate(path: path, throughStep: step) }
         if !FileManager.default.fileExists(atPath: path) {
             guard FileManager.default.createFile(atPath: path, contents: nil) else {
                 throw TrainingError.io("cannot create the metrics file \(path)")
@@ -34,6 +38,29 @@ public final class MetricsLog {
 
     /// Makes every line so far durable (called at checkpoints, so metrics and checkpoint agree).
     public func sync() throws { try handle.synchronize() }
+
+    /// Rewrites the file (atomically) with only the whole lines of steps 1…`step`, when others exist.
+    static func truncate(path: String, throughStep step: Int) throws {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw TrainingError.io("cannot read the metrics file \(path): \(error)")
+        }
+        var kept = Data()
+        var dropped = false
+        for line in data.split(separator: 0x0A, omittingEmptySubsequences: false) where !line.isEmpty {
+            let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any]
+            if step > 0, let lineStep = object?["step"] as? Int, lineStep <= step {
+                kept.append(line)
+                kept.append(0x0A)
+            } else {
+                dropped = true
+            }
+        }
+        guard dropped || kept.count != data.count else { return }
+        do { try kept.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+            throw TrainingError.io("cannot rewrite the metrics file \(path): \(error)")
+        }
+    }
 
     /// Reads a metrics file back (for plots and reports); lines that are not objects are errors.
     public static func read(path: String) throws -> [[String: Any]] {

@@ -14,7 +14,12 @@ public final class TrainingLoop {
         public var evalLength: Int
         public var evalTokens: Int
         public var label: String
-        public init(totalSteps: Int, evalEvery: Int, checkpointEvery: Int, evalLength: Int, evalTokens: Int, label: String) {
+        /// Score the held-out streams before the first step (off when the caller already has the
+        /// starting model's figures, e.g. the base model's, and wants to save the time).
+        public var evalAtStart: Bool
+        public init(totalSteps: Int, evalEvery: Int, checkpointEvery: Int, evalLength: Int, evalTokens: Int, label: String,
+                    evalAtStart: Bool = true) {
+            self.evalAtStart = evalAtStart
             self.totalSteps = totalSteps
             self.evalEvery = evalEvery
             self.checkpointEvery = checkpointEvery
@@ -42,18 +47,24 @@ public final class TrainingLoop {
     public let settings: Settings
     /// Held-out streams scored every `evalEvery` steps and at the end, by name.
     public let evals: [(name: String, tokens: [UInt32])]
+    /// The model KL(base ‖ model) is measured against at every evaluation (nil: not measured),
+    /// on the streams named in `baseEvals` (nil: all of them).
+    public let base: TinyLMModel?
+    public let baseEvals: Set<String>?
     public private(set) var state: TrainerState
     let metrics: MetricsLog
 
     public init(run: String, trainer: Trainer, tokenizer: ByteLevelBPE, state: TrainerState, settings: Settings,
-                evals: [(name: String, tokens: [UInt32])]) throws {
+                evals: [(name: String, tokens: [UInt32])], base: TinyLMModel? = nil, baseEvals: Set<String>? = nil) throws {
         self.run = run
         self.trainer = trainer
         self.tokenizer = tokenizer
         self.state = state
         self.settings = settings
         self.evals = evals
-        metrics = try MetricsLog(path: run + "/metrics.jsonl")
+        self.base = base
+        self.baseEvals = baseEvals
+        metrics = try MetricsLog(path: run + "/metrics.jsonl", keepingStepsThrough: state.step)
     }
 
     /// Runs from `state.step` to `settings.totalSteps`, calling `step(s)` for each 1-based step.
@@ -65,7 +76,7 @@ public final class TrainingLoop {
             return
         }
         if resumedAt > 0 { progress.log("resuming at step \(resumedAt) of \(settings.totalSteps)") }
-        if resumedAt == 0 { try evaluate(progress) }
+        if resumedAt == 0, settings.evalAtStart { try evaluate(progress) }
         var clock = Date()
         var windowTokens = 0
         var rate: Double?
@@ -107,12 +118,18 @@ public final class TrainingLoop {
 
     func evaluate(_ progress: ProgressDisplay) throws {
         for e in evals {
-            let result = try Evaluation.perplexity(model: trainer.model, tokens: e.tokens, length: settings.evalLength,
-                                                   maxTokens: settings.evalTokens)
-            try metrics.append(["phase": .string(state.phase), "kind": "eval", "name": .string(e.name), "step": .int(state.step),
-                                "ce": .double(result.crossEntropy), "ppl": .double(result.perplexity),
-                                "eval_tokens": .int(result.tokens)])
-            progress.log(String(format: "step %d  %@ perplexity %.2f (%d tokens)", state.step, e.name, result.perplexity, result.tokens))
+            let klBase = baseEvals.map { $0.contains(e.name) } ?? true ? base : nil
+            let result = try Evaluation.score(model: trainer.model, base: klBase, tokens: e.tokens, length: settings.evalLength,
+                                              maxTokens: settings.evalTokens)
+            var line: [String: MetricValue] = [
+                "phase": .string(state.phase), "kind": "eval", "name": .string(e.name), "step": .int(state.step),
+                "ce": .double(result.crossEntropy), "ppl": .double(result.perplexity), "top1": .double(result.top1),
+                "eval_tokens": .int(result.tokens)]
+            if let kl = result.klToBase { line["kl_to_base"] = .double(kl) }
+            try metrics.append(line)
+            let kl = result.klToBase.map { String(format: ", KL to base %.4f", $0) } ?? ""
+            progress.log(String(format: "step %d  %@ perplexity %.2f, top-1 %.3f%@ (%d tokens)", state.step, e.name,
+                                result.perplexity, result.top1, kl, result.tokens))
         }
     }
 

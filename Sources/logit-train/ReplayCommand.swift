@@ -19,9 +19,11 @@ struct ReplayTrain: ParsableCommand {
     @Option(name: .customLong("init"), help: "Model to start from: a checkpoint or run directory.") var initModel: String
     @Option(help: "Run directory (created; resumed when it holds a checkpoint).") var out: String
     @Option(help: "moclip, adamw or adam-atan2.") var optimizer: OptimizerChoice = .moclip
-    @Option(help: "restricted (softmax over each stored set) or full (whole vocabulary).") var loss: LossChoice = .restricted
-    @Option(help: "Weight α of the KD term on the stored teacher log-probs (restricted loss only).") var kdAlpha: Float = 0
-    @Option(help: "KD temperature.") var kdTemperature: Float = 1
+    @Option(help: "restricted (softmax over each stored set, the paper's), tail (each set plus a tail bucket held down by sampled negatives) or full (whole vocabulary).")
+    var loss: LossChoice = .restricted
+    @Option(help: "Weight α of the KD term on the stored teacher log-probs (restricted and tail losses).") var kdAlpha: Float = 0
+    @Option(help: "KD temperature (restricted loss; the tail loss's KD is at 1).") var kdTemperature: Float = 1
+    @Option(help: "Vocabulary ids drawn per step to estimate the tail (tail loss).") var negatives: Int = 256
     @Option(help: "This process's rank (data parallel).") var rank: Int = 0
     @Option(help: "Number of ranks.") var worldSize: Int = 1
     @Option(help: "Optimizer steps.") var steps: Int = 300
@@ -36,7 +38,10 @@ struct ReplayTrain: ParsableCommand {
     @Option(name: .customLong("eval"), help: "NAME=FILE: held-out text scored every --eval-every steps (repeatable).")
     var evals: [String] = []
     @Option(help: "Held-out perplexity every N steps (0: only at start and end).") var evalEvery: Int = 100
+    @Option(help: "Base model (checkpoint or run directory): evaluations also report KL(base ‖ model).") var klBase: String?
+    @Option(help: "NAME of an --eval text that gets the KL (repeatable; default: every one).") var klEval: [String] = []
     @Option(help: "Held-out tokens scored per evaluation (0: all).") var evalTokens: Int = 16_384
+    @Flag(inversion: .prefixedNo, help: "Score the --eval texts before the first step.") var initialEval = true
     @Option(help: "Checkpoint every N steps (always at the end).") var checkpointEvery: Int = 100
 
     func validate() throws {
@@ -44,8 +49,15 @@ struct ReplayTrain: ParsableCommand {
         guard seqLen >= 2, batchTokens >= seqLen else { throw ValidationError("--seq-len ≥ 2 and --batch-tokens ≥ --seq-len") }
         guard warmup >= 0, warmup < steps else { throw ValidationError("--warmup must be 0…steps−1") }
         guard kdAlpha >= 0, kdAlpha <= 1, kdTemperature > 0 else { throw ValidationError("--kd-alpha must be 0…1 and --kd-temperature > 0") }
-        guard kdAlpha == 0 || loss == .restricted else { throw ValidationError("--kd-alpha needs --loss restricted (the KD term uses the stored sets)") }
+        guard kdAlpha == 0 || loss != .full else { throw ValidationError("--kd-alpha needs --loss restricted or tail (the KD term uses the stored sets)") }
+        guard kdTemperature == 1 || loss == .restricted else {
+            throw ValidationError("--kd-temperature needs --loss restricted: the tail loss's KD is at T = 1, where the stored log-probs give the teacher's outside mass")
+        }
+        guard negatives >= 1 else { throw ValidationError("--negatives must be ≥ 1") }
         for e in evals where !e.contains("=") { throw ValidationError("--eval '\(e)': expected NAME=FILE") }
+        let names = Set(evals.map { String($0.prefix { $0 != "=" }) })
+        for k in klEval where !names.contains(k) { throw ValidationError("--kl-eval \(k): no --eval text has that name") }
+        guard klEval.isEmpty || klBase != nil else { throw ValidationError("--kl-eval needs --kl-base") }
     }
 
     func run() throws {
@@ -69,9 +81,10 @@ struct ReplayTrain: ParsableCommand {
                 "command": "replay", "cache_snapshot": data.snapshot.hashHex, "dataset": dataset,
                 "init_sha256": try ModelCheckpoint.hash(of: RunCheckpoint.resolve(initModel)),
                 "optimizer": optimizer.rawValue, "loss": loss.rawValue, "kd_alpha": "\(kdAlpha)", "kd_temperature": "\(kdTemperature)",
+                "negatives": "\(negatives)",
                 "rank": "\(rank)", "world_size": "\(worldSize)", "steps": "\(steps)", "batch_tokens": "\(batchTokens)",
                 "seq_len": "\(seqLen)", "lr": "\(lr)", "warmup": "\(warmup)", "seed": "\(seed)", "weight_decay": "\(weightDecay)",
-            ], mustMatch: ["cache_snapshot", "dataset", "init_sha256", "optimizer", "loss", "kd_alpha", "rank", "world_size",
+            ], mustMatch: ["cache_snapshot", "dataset", "init_sha256", "optimizer", "loss", "kd_alpha", "negatives", "rank", "world_size",
                            "steps", "batch_tokens", "seq_len", "lr", "warmup", "seed"])
             let options = ReplayOptions(seed: seed, rank: rank, worldSize: worldSize, maxTokens: batchTokens, maxSequenceLength: seqLen)
             let schedule = LRSchedule.training(peak: lr, warmup: warmup, steps: steps)
@@ -79,17 +92,26 @@ struct ReplayTrain: ParsableCommand {
             var state = resuming ? try RunCheckpoint.loadTrainingState(checkpoint, into: opt)
                 : TrainerState(phase: "replay", step: 0, totalSteps: steps, tokensSeen: 0, elapsedSeconds: 0)
             if state.replay == nil { state.replay = data.initialState(epoch: 0, options: options) }
-            let trainer = Trainer(model: model, loss: loss.make(kdAlpha: kdAlpha, temperature: kdTemperature), optimizer: opt,
+            let trainer = Trainer(model: model, loss: loss.make(kdAlpha: kdAlpha, temperature: kdTemperature, negatives: negatives, seed: seed), optimizer: opt,
                                   gradClip: gradClip ?? optimizer.defaultGradClip)
             var evalStreams: [(name: String, tokens: [UInt32])] = []
             for e in evals {
                 let parts = e.split(separator: "=", maxSplits: 1).map(String.init)
                 evalStreams.append((parts[0], try TokenCorpus.load(path: parts[1], tokenizer: tok).tokens))
             }
+            var base: TinyLMModel?
+            if let klBase {
+                let (b, baseTok, _) = try RunCheckpoint.loadModel(klBase)
+                guard baseTok.hash == tok.hash else {
+                    throw TrainingError.invalid("--kl-base \(klBase) uses tokenizer \(baseTok.hash.prefix(16)), the model \(tok.hash.prefix(16))")
+                }
+                base = b
+            }
             print("replay: \(data.snapshot.sequences) sequences in \(dataset), \(optimizer.rawValue) + \(loss.rawValue) softmax, \(steps) steps of ≤ \(batchTokens) positions")
             let loop = try TrainingLoop(run: out, trainer: trainer, tokenizer: tok, state: state, settings: .init(
                 totalSteps: steps, evalEvery: evalEvery, checkpointEvery: checkpointEvery, evalLength: seqLen,
-                evalTokens: evalTokens, label: "replay \(optimizer.rawValue)/\(loss.rawValue)"), evals: evalStreams)
+                evalTokens: evalTokens, label: "replay \(optimizer.rawValue)/\(loss.rawValue)", evalAtStart: initialEval),
+                evals: evalStreams, base: base, baseEvals: klEval.isEmpty ? nil : Set(klEval))
             var loader: ReplayLoader
             do { loader = try data.makeLoader(resuming: state.replay!, options: options) } catch {
                 throw TrainingError.invalid("cannot resume the replay order: \(error)")

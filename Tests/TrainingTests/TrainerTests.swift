@@ -77,7 +77,7 @@ final class TrainerTests: XCTestCase {
     func testEvaluationAgreesWithTheFullSoftmaxLoss() throws {
         let model = try toyModel()
         let tokens = stream(129)
-        let result = try Evaluation.perplexity(model: model, tokens: tokens, length: 32, rows: 2)
+        let result = try Evaluation.score(model: model, tokens: tokens, length: 32, rows: 2)
         XCTAssertEqual(result.tokens, 128)
         let batch = TokenBatch()
         batch.fill(tokens: tokens, starts: [0, 32, 64, 96], length: 32)
@@ -86,9 +86,43 @@ final class TrainerTests: XCTestCase {
         let ce = try batch.withCandidateBatch { try trainer.forwardBackward(inputs: batch.inputs, rowOffsets: batch.rowOffsets, batch: $0) }.crossEntropy
         XCTAssertEqual(result.crossEntropy, ce, accuracy: 1e-4)
         XCTAssertEqual(result.perplexity, exp(result.crossEntropy), accuracy: 1e-6)
-        XCTAssertThrowsError(try Evaluation.perplexity(model: model, tokens: [1, 2, UInt32(Self.vocab)], length: 8)) {
+        XCTAssertThrowsError(try Evaluation.score(model: model, tokens: [1, 2, UInt32(Self.vocab)], length: 8)) {
             XCTAssertTrue("\($0)".contains("outside the model's vocabulary"), "\($0)")
         }
+        XCTAssertNil(result.klToBase)
+    }
+
+    /// Top-1 and KL(base ‖ model) against a direct computation in Double from the logits of
+    /// both models; a model's KL to itself is 0.
+    func testTopOneAndKLToBaseAgainstADirectComputation() throws {
+        let model = try toyModel(seed: 3), base = try toyModel(seed: 4)
+        let tokens = stream(97)
+        let scored = try Evaluation.score(model: model, base: base, tokens: tokens, length: 32, rows: 2)
+        XCTAssertEqual(scored.tokens, 96)
+        var kl = 0.0, hits = 0
+        for start in stride(from: 0, to: 96, by: 32) {
+            let window = Array(tokens[start..<(start + 32)])
+            func logProbs(_ m: TinyLMModel) throws -> [[Double]] {
+                let h = try window.withUnsafeBufferPointer { t in try [Int32(0), 32].withUnsafeBufferPointer { try m.forward(tokens: t, rowOffsets: $0) } }
+                let z = m.logits(hidden: h, count: 32)
+                return (0..<32).map { i in
+                    let row = z[(i * Self.vocab)..<((i + 1) * Self.vocab)].map(Double.init)
+                    let mx = row.max()!, lse = mx + log(row.reduce(0) { $0 + exp($1 - mx) })
+                    return row.map { $0 - lse }
+                }
+            }
+            let lm = try logProbs(model), lb = try logProbs(base)
+            for i in 0..<32 {
+                if lm[i].indices.max(by: { lm[i][$0] < lm[i][$1] }) == Int(tokens[start + i + 1]) { hits += 1 }
+                kl += zip(lb[i], lm[i]).reduce(0) { $0 + exp($1.0) * ($1.0 - $1.1) }
+            }
+        }
+        XCTAssertEqual(scored.top1, Double(hits) / 96, accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(scored.klToBase), kl / 96, accuracy: 1e-4)
+        XCTAssertGreaterThan(kl / 96, 0.01, "two differently seeded models must differ")
+        let same = try Evaluation.score(model: model, base: try toyModel(seed: 3), tokens: tokens, length: 32)
+        XCTAssertEqual(try XCTUnwrap(same.klToBase), 0, accuracy: 1e-6)
+        XCTAssertEqual(same.crossEntropy, scored.crossEntropy, accuracy: 1e-9)
     }
 
     /// A run interrupted after a checkpoint and resumed ends bit-identical to one that never
@@ -142,8 +176,8 @@ final class TrainerTests: XCTestCase {
         }
         XCTAssertEqual(l3.state.tokensSeen, l1.state.tokensSeen)
         let trainLines = try MetricsLog.read(path: broken + "/metrics.jsonl").filter { $0["kind"] as? String == "train" }
-        XCTAssertEqual(trainLines.compactMap { $0["step"] as? Int }, [1, 2, 3, 4, 5, 5, 6, 7, 8],
-                       "metrics keep the interrupted attempt's lines and continue from the checkpoint")
+        XCTAssertEqual(trainLines.compactMap { $0["step"] as? Int }, [1, 2, 3, 4, 5, 6, 7, 8],
+                       "the interrupted attempt's lines after its checkpoint are dropped, so each step is logged once")
         let svg = try String(contentsOfFile: broken + "/loss.svg", encoding: .utf8)
         XCTAssertTrue(svg.contains("heldout CE"))
     }

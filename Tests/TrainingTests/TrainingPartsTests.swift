@@ -59,8 +59,8 @@ final class TrainingPartsTests: XCTestCase {
         let dir = NSTemporaryDirectory() + "metrics-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let path = dir + "/metrics.jsonl"
-        try MetricsLog(path: path).append(["step": 1, "loss": 2.5, "kind": "train"])
-        try MetricsLog(path: path).append(["step": 2, "loss": .double(.nan), "kind": "train"])
+        try MetricsLog(path: path, keepingStepsThrough: 0).append(["step": 1, "loss": 2.5, "kind": "train"])
+        try MetricsLog(path: path, keepingStepsThrough: 1).append(["step": 2, "loss": .double(.nan), "kind": "train"])
         let rows = try MetricsLog.read(path: path)
         XCTAssertEqual(rows.count, 2)
         XCTAssertEqual(rows[0]["loss"] as? Double, 2.5)
@@ -70,6 +70,28 @@ final class TrainingPartsTests: XCTestCase {
         handle.write(Data("{\"step\": 3, trunc\n".utf8))
         try handle.close()
         XCTAssertThrowsError(try MetricsLog.read(path: path)) { XCTAssertTrue("\($0)".contains("line 3"), "\($0)") }
+    }
+
+    /// A run killed after its step-2 checkpoint had logged steps 3 and 4 and half a line: resuming
+    /// at 2 drops them, so the resumed run's lines are not duplicates; resuming at 0 starts empty.
+    func testResumingDropsLinesLoggedAfterTheCheckpoint() throws {
+        let dir = NSTemporaryDirectory() + "metrics-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/metrics.jsonl"
+        let log = try MetricsLog(path: path, keepingStepsThrough: 0)
+        try log.append(["step": 0, "kind": "eval", "ppl": 30.0])
+        for s in 1...4 { try log.append(["step": .int(s), "kind": "train", "loss": 2.0]) }
+        let handle = try XCTUnwrap(FileHandle(forWritingAtPath: path))
+        handle.seekToEndOfFile()
+        handle.write(Data("{\"kind\": \"train\", \"st".utf8))
+        try handle.close()
+        try MetricsLog(path: path, keepingStepsThrough: 2).append(["step": 3, "kind": "train", "loss": 1.5])
+        let rows = try MetricsLog.read(path: path)
+        XCTAssertEqual(rows.compactMap { $0["step"] as? Int }, [0, 1, 2, 3])
+        XCTAssertEqual(rows.last?["loss"] as? Double, 1.5, "the resumed run's step 3, not the killed run's")
+        _ = try MetricsLog(path: path, keepingStepsThrough: 0)
+        XCTAssertEqual(try MetricsLog.read(path: path).count, 0)
     }
 
     func testLossPlotIsWellFormedSVGWithOneLinePerSeries() throws {
