@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The quickstart: Logits Replay + MoClip in miniature, end to end on this machine.
+# `make quickstart QUICK=1`: the whole pipeline end to end on a toy model pretrained on the spot,
+# in a few minutes (a test in the suite). The real quickstart, on SmolLM2-135M, is
+# `make quickstart` (scripts/experiment.py --profile quickstart).
 #
 #   1. corpora from Debian packages (general English, communication-technology docs)
 #   2. pretrain a small base model on the general text (reused when already trained)
@@ -8,24 +10,22 @@
 #   5. fine-tune copies of the base on the cache with four recipes (same steps, batches, seed)
 #   6. evaluate base and recipes on held-out domain and general text; write report.md/json
 #
-# Usage: scripts/quickstart.sh OUT_DIR [quick]   (quick: toy sizes, about 3 minutes)
+# Usage: scripts/quickstart.sh OUT_DIR quick   (toy sizes, about 3 minutes)
 # Binaries come from .build/release (built by `make quickstart`).
 set -euo pipefail
-OUT=${1:?usage: quickstart.sh OUT_DIR [quick]}
-MODE=${2:-full}
+OUT=${1:?usage: quickstart.sh OUT_DIR quick}
+MODE=${2:-}
+if [ "$MODE" != quick ]; then
+  echo "quickstart.sh runs the toy pipeline only (give 'quick'); the quickstart on SmolLM2-135M is make quickstart" >&2
+  exit 2
+fi
 BIN=${BIN:-.build/release}
 CORPORA=${CORPORA:-runs/corpora}
 mkdir -p "$OUT/evals" "$OUT/recipes" "$OUT/text"
 
-if [ "$MODE" = quick ]; then
-  # Toy sizes: the same pipeline in a few minutes (an end-to-end test in the suite).
-  SIZE=toy VOCAB=1024 PRE_STEPS=150 PRE_BATCH=8 SEQ=128 FT_STEPS=40 FT_TOKENS=1024 EVAL_EVERY=20
-  GENERAL_BYTES=400000 DOMAIN_BYTES=200000 HELDOUT_BYTES=40000
-else
-  # Sized for about 15 minutes on 2 cores: ~1.6M pretraining tokens, a 2 MB domain slice.
-  SIZE=small VOCAB=8192 PRE_STEPS=${PRE_STEPS:-800} PRE_BATCH=8 SEQ=256 FT_STEPS=${FT_STEPS:-100} FT_TOKENS=2048 EVAL_EVERY=20
-  GENERAL_BYTES=0 DOMAIN_BYTES=2000000 HELDOUT_BYTES=100000
-fi
+# Toy sizes: the same pipeline in a few minutes.
+SIZE=toy VOCAB=1024 PRE_STEPS=150 PRE_BATCH=8 SEQ=128 FT_STEPS=40 FT_TOKENS=1024 EVAL_EVERY=20
+GENERAL_BYTES=400000 DOMAIN_BYTES=200000 HELDOUT_BYTES=40000
 # Fine-tuning uses a tenth of the pretraining peak rate, the usual rule; nothing is tuned on held-out text.
 PRE_LR=3e-3 FT_LR=3e-4 SEED=${SEED:-0}
 

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
 import XCTest
 
 /// SmolLM2-135M (`make model`) through `logit-train import-gguf`, checked against an independent
@@ -128,5 +131,44 @@ final class RealModelTests: XCTestCase {
         let refGenerated = try python("gguf_llama.py", ["generate", "--gguf", Self.gguf, "--prompt-ids", promptIDs, "--tokens", "12"])
         let refIDs = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(refGenerated.utf8)) as? [Int], refGenerated)
         XCTAssertEqual(ids, refIDs, "greedy continuation of \"\(prompt)\": ours \(g["text"] ?? "")")
+    }
+
+    /// `make experiment`'s driver (scripts/experiment.py) end to end at smoke size on the real
+    /// model: Stage 0 through logitd with the K_max pilot, two recipes, two seeds, the validation
+    /// pick, the peak-RSS probes and every key of report.json the issue names. Debian's licence
+    /// texts (base-files) stand in for the corpora, so the test needs nothing else.
+    func testExperimentScriptSmokeRunWritesEveryReportKey() throws {
+        let corpora = work + "/corpora", out = work + "/experiment"
+        try FileManager.default.createDirectory(atPath: corpora, withIntermediateDirectories: true)
+        for (name, source) in [("domain.train", "GPL-3"), ("domain.heldout", "LGPL-2.1"), ("general.heldout", "Apache-2.0")] {
+            try FileManager.default.copyItem(atPath: "/usr/share/common-licenses/" + source, toPath: corpora + "/\(name).txt")
+        }
+        try run("/usr/bin/env", ["python3", Self.root + "/scripts/experiment.py", "--profile", "smoke", "--out", out,
+                                 "--bin", bin, "--model", work + "/model", "--corpora", corpora])
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/report.json"))) as? [String: Any])
+        XCTAssertTrue(report.keys.contains("default_recipe"))
+        let recipes = try XCTUnwrap(report["recipes"] as? [String: [String: Any]])
+        XCTAssertEqual(Set(recipes.keys), ["replay_moclip_tail", "full_adamw"])
+        let base = try XCTUnwrap((report["base"] as? [String: [String: Double]])?["general"]?["ppl"])
+        for (name, row) in recipes {
+            for key in ["domain_ppl", "general_ppl", "forgetting_pct", "general_kl_to_base", "general_top1", "train_s", "step_ms", "peak_rss_mb"] {
+                let v = try XCTUnwrap(row[key] as? Double, "\(name) has no \(key)")
+                XCTAssertTrue(v.isFinite, "\(name).\(key) = \(v)")
+            }
+            let seeds = try XCTUnwrap(row["seeds"] as? [[String: Any]])
+            XCTAssertEqual(seeds.compactMap { $0["seed"] as? Int }, [0, 1])
+            let general = try XCTUnwrap(row["general_ppl"] as? Double), forgetting = try XCTUnwrap(row["forgetting_pct"] as? Double)
+            XCTAssertEqual(forgetting, 100 * (general / base - 1), accuracy: 1e-6, "forgetting is against the base model's general perplexity")
+            XCTAssertGreaterThan(try XCTUnwrap(row["general_kl_to_base"] as? Double), 0, "a trained model moved from the base")
+        }
+        let stage0 = try XCTUnwrap(report["stage0"] as? [String: Any])
+        XCTAssertGreaterThan(try XCTUnwrap(stage0["positions"] as? Int), 100)
+        XCTAssertTrue([32, 64, 128, 256, 512, 1024, 2048].contains(try XCTUnwrap(stage0["k_max"] as? Int)))
+        let markdown = try String(contentsOfFile: out + "/report.md", encoding: .utf8)
+        XCTAssertTrue(markdown.contains("| replay_moclip_tail |") && markdown.contains("| full_adamw |"), markdown)
+        for plot in ["general_kl.svg", "general_ppl.svg", "domain_ppl.svg"] {
+            let parser = XMLParser(data: try Data(contentsOf: URL(fileURLWithPath: out + "/" + plot)))
+            XCTAssertTrue(parser.parse(), "\(plot) is not well-formed")
+        }
     }
 }
