@@ -35,9 +35,10 @@ model: deps
 	scripts/fetch-model.sh $(MODEL_DIR)
 
 ## pydeps: the Python packages of the independent references the suite compares against
-## (scripts/reference). PIP_BREAK_SYSTEM_PACKAGES lets Debian's own python3 take them too.
+## (scripts/reference) and our own package, clients/python (`logitd`: client and cache reader).
+## PIP_BREAK_SYSTEM_PACKAGES lets Debian's own python3 take them too.
 pydeps: deps
-	PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check -r scripts/reference/requirements.txt
+	PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check -r scripts/reference/requirements.txt ./clients/python
 
 ## base-model: the GGUF file converted into an ordinary checkpoint, MODEL_DIR/base (once).
 .PHONY: base-model
@@ -58,12 +59,16 @@ EXPERIMENT_DIR ?= runs/experiment
 experiment: base-model corpora
 	python3 scripts/experiment.py --profile experiment --out $(EXPERIMENT_DIR) --model $(MODEL_DIR)/base
 
-## test: build and run the whole test suite (the README's test command).
+## test: build and run the whole test suite (the README's test command): the Python package's
+## tests (against the release binaries), then the Swift suite; the last line is the summary.
 test: deps model pydeps
 	$(SWIFT) build --build-tests
 	$(SWIFT) build -c release   # the quickstart test runs the release binaries (toy training is slow in debug)
-	$(SWIFT) test --skip-build --parallel --num-workers $(TEST_WORKERS) --xunit-output .build/xunit.xml; \
-	  status=$$?; python3 scripts/test-summary.py .build/xunit.xml && exit $$status
+	cd clients/python && LOGITD_BIN=$(CURDIR)/.build/release python3 -m unittest discover -s tests; \
+	  python_status=$$?; cd $(CURDIR); \
+	  $(SWIFT) test --skip-build --parallel --num-workers $(TEST_WORKERS) --xunit-output .build/xunit.xml; \
+	  status=$$?; [ $$python_status = 0 ] || echo "FAILED python package tests (clients/python): see above"; \
+	  python3 scripts/test-summary.py .build/xunit.xml && [ $$status = 0 ] && [ $$python_status = 0 ]
 
 ## quickstart: the experiment, small (scripts/experiment.py --profile quickstart): SmolLM2-135M
 ## fetched and imported, Stage 0 through logitd, coverage, the method's default recipe and
