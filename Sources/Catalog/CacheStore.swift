@@ -147,7 +147,7 @@ public final class CacheStore: Sendable {
         keep.reserveCapacity(records.count)
         for (i, record) in records.enumerated() {
             let coverage: CoverageStats
-            do { coverage = try record.validatedCoverage(vocabSize: spec.vocabSize, policy: spec.policy) } catch {
+            do { coverage = try record.validatedCoverage(vocabSize: spec.vocabSize, policy: spec.policy, logprobScale: spec.logprobScale) } catch {
                 throw .invalidRecord(index: i, reason: error.description)
             }
             let h = contentHash(record, logprobScale: spec.logprobScale)

@@ -122,18 +122,20 @@ public struct CacheVerifier {
             problem("file holds \(stored) sequences, catalog lists \(entries.count)")
         }
         result.recomputed[shard.datasetId, default: CoverageStats()].merge(coverage)
-        compare(coverage, with: shard.coverage, problem: { problem($0) })
+        compare(coverage, with: shard.coverage, logprobScale: info.spec.logprobScale, problem: { problem($0) })
     }
 
     /// Reports where the catalog's aggregates disagree with a recount (the `--deep` check).
-    private func compare(_ recount: CoverageStats, with catalog: CoverageStats, problem: (String) -> Void) {
+    private func compare(_ recount: CoverageStats, with catalog: CoverageStats, logprobScale: Float, problem: (String) -> Void) {
         if recount.sequences != catalog.sequences { problem("catalog counts \(catalog.sequences) sequences, shard holds \(recount.sequences)") }
         if recount.positions != catalog.positions { problem("catalog counts \(catalog.positions) positions, shard holds \(recount.positions)") }
         if recount.candidates != catalog.candidates { problem("catalog counts \(catalog.candidates) candidates, shard holds \(recount.candidates)") }
         if recount.goldForced != catalog.goldForced { problem("catalog counts \(catalog.goldForced) gold-forced positions, shard holds \(recount.goldForced)") }
         if recount.kHistogram.trimmed() != catalog.kHistogram.trimmed() { problem("catalog K histogram differs from the shard's") }
-        // Covered mass is recomputed from quantized log-probs: allow the quantization error.
-        let tolerance = 0.02 * Double(max(recount.positions, 1))
+        // Covered mass is recomputed from quantized log-probs: each lp is off by at most
+        // 0.5/scale, so each position's Σp by at most a factor exp(0.5/scale), plus rounding.
+        let perPosition = SequenceRecord.maxCoveredMass(logprobScale: logprobScale) - 1 + 1e-6
+        let tolerance = perPosition * Double(max(recount.positions, 1))
         if abs(recount.coveredMassSum - catalog.coveredMassSum) > tolerance {
             problem("catalog covered-mass sum \(catalog.coveredMassSum), shard gives \(recount.coveredMassSum)")
         }

@@ -60,7 +60,7 @@ public enum JSONLImport {
             }
             let record: SequenceRecord
             do { record = try JSONLines.decode(line) } catch { reject(error.description); continue }
-            do { try record.validate(vocabSize: info.spec.vocabSize, policy: info.spec.policy) } catch {
+            do { try record.validate(vocabSize: info.spec.vocabSize, policy: info.spec.policy, logprobScale: info.spec.logprobScale) } catch {
                 reject(error.description)
                 continue
             }

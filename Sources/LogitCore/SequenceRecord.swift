@@ -68,15 +68,24 @@ public struct SequenceRecord: Sendable, Equatable {
     public static let maxTokens = 1 << 20
 
     /// Checks every invariant of the data model against a dataset's vocab and policy.
-    /// The error names the position and what was expected.
-    public func validate(vocabSize: Int, policy: SelectionPolicy) throws(LogitError) {
-        _ = try validatedCoverage(vocabSize: vocabSize, policy: policy)
+    /// The error names the position and what was expected. `logprobScale`: the dataset's
+    /// quantization (codes per nat); log-probs that were stored once (an export being imported)
+    /// carry up to 0.5/scale of error each, so their Σp may exceed 1 by that factor.
+    public func validate(vocabSize: Int, policy: SelectionPolicy, logprobScale: Float) throws(LogitError) {
+        _ = try validatedCoverage(vocabSize: vocabSize, policy: policy, logprobScale: logprobScale)
+    }
+
+    /// The largest Σp a set may have: 1, times what quantization at `logprobScale` can add
+    /// (each lp moves by at most 0.5/scale), plus float rounding.
+    public static func maxCoveredMass(logprobScale: Float) -> Double {
+        exp(0.5 / Double(max(logprobScale, 1))) * 1.001
     }
 
     /// `validate`, returning the record's coverage statistics as a by-product: the covered
     /// masses are summed during validation anyway, and ingest needs both (one exp per candidate
     /// instead of two).
-    public func validatedCoverage(vocabSize: Int, policy: SelectionPolicy) throws(LogitError) -> CoverageStats {
+    public func validatedCoverage(vocabSize: Int, policy: SelectionPolicy, logprobScale: Float) throws(LogitError) -> CoverageStats {
+        let massBound = Self.maxCoveredMass(logprobScale: logprobScale)
         var coverage = CoverageStats()
         coverage.sequences = 1
         func fail(_ reason: String) -> LogitError { .invalidRecord(key: key, reason: reason) }
@@ -152,9 +161,9 @@ public struct SequenceRecord: Sendable, Equatable {
             }
             for u in used { table[u] = .max }
             guard goldSeen else { throw fail("position \(t): gold token \(gold) is not among its \(k) candidates") }
-            // Σ p over a subset of the vocabulary cannot exceed 1 (beyond float rounding).
-            guard mass <= 1.001 else {
-                throw fail("position \(t): candidate probabilities sum to \(mass), expected ≤ 1 (log-probs, not logits?)")
+            // Σ p over a subset of the vocabulary cannot exceed 1 (beyond quantization and rounding).
+            guard mass <= massBound else {
+                throw fail("position \(t): candidate probabilities sum to \(mass), expected ≤ 1 (≤ \(massBound) with quantization; log-probs, not logits?)")
             }
             coverage.addPosition(k: k, coveredMass: mass, goldForced: goldForced[t])
         }

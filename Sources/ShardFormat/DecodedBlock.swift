@@ -273,11 +273,41 @@ final class DecodedBlock: @unchecked Sendable {
         }
     }
 
+    /// For each candidate of sequence `i` (already decoded, so its escapes are known to be in
+    /// range): whether its code equals the previous candidate's in the same set. Canonical order
+    /// is defined on codes, and two codes can map to one f32 value (16777216 and 16777217 do), so
+    /// ties must be read from the deltas, not from the decoded log-probs.
+    func codeTies(_ i: Int, setOffsets: [UInt32]) -> [Bool] {
+        let base = UnsafeRawPointer(raw.baseAddress!).assumingMemoryBound(to: UInt8.self)
+        let p0 = posStart[i], c0 = candStart[i], p = posStart[i + 1] - p0
+        let totalP = info.positions
+        let firstLo = base + lpFirstAt + p0, firstHi = base + lpFirstAt + totalP + p0
+        let deltas = base + lpDeltaAt + (c0 - p0)
+        let escapes = base + escAt + 4 * escStart[i]
+        var ties = [Bool](repeating: false, count: candStart[i + 1] - c0)
+        var e = 0, d = 0
+        for t in 0..<p {
+            if (UInt16(firstLo[t]) | UInt16(firstHi[t]) << 8) == 0xFFFF { e += 1 }
+            for j in (Int(setOffsets[t]) + 1)..<max(Int(setOffsets[t]) + 1, Int(setOffsets[t + 1])) {
+                let delta = deltas[d]
+                d += 1
+                if delta == 0xFF {
+                    ties[j] = UnsafeRawPointer(escapes + 4 * e).loadUnaligned(as: UInt32.self) == 0
+                    e += 1
+                } else {
+                    ties[j] = delta == 0
+                }
+            }
+        }
+        return ties
+    }
+
     /// Full semantic check of sequence `r` decoded from this block: canonical order, distinct
     /// ids, gold present, K = kMax + 1 only when forced. (Mass is not checked: quantization may
     /// raise Σp by up to e^(0.5/scale).)
     func verifySemantics(_ r: SequenceRecord, sequence i: Int) throws(ShardError) {
         func fail(_ reason: String) -> ShardError { ShardError(path: path, block: block, reason: "sequence \(i): \(reason)") }
+        let ties = codeTies(i, setOffsets: r.setOffsets)
         var seen = Set<UInt32>()
         for t in 0..<r.positions {
             let lo = Int(r.setOffsets[t]), hi = Int(r.setOffsets[t + 1])
@@ -287,7 +317,7 @@ final class DecodedBlock: @unchecked Sendable {
             for j in lo..<hi {
                 if !seen.insert(r.ids[j]).inserted { throw fail("position \(t): candidate id \(r.ids[j]) appears twice") }
                 if r.ids[j] == r.tokens[t + 1] { goldSeen = true }
-                if j > lo && r.logprobs[j] == r.logprobs[j - 1] && r.ids[j] < r.ids[j - 1] {
+                if j > lo && ties[j] && r.ids[j] < r.ids[j - 1] {
                     throw fail("position \(t): tied candidates not in ascending id order")
                 }
             }

@@ -151,7 +151,7 @@ public final class ShardWriter {
     public func append(_ record: SequenceRecord) throws(ShardError) -> SequenceLocation {
         try checkUsable()
         do throws(LogitError) {
-            try record.validate(vocabSize: provenance.vocabSize, policy: provenance.policy)
+            try record.validate(vocabSize: provenance.vocabSize, policy: provenance.policy, logprobScale: provenance.logprobScale)
         } catch {
             throw ShardError(path: path, reason: error.description)
         }

@@ -9,16 +9,52 @@ import LogitCore
 /// with `len(sets) == len(tokens) − 1`, `sets[t]` predicting `tokens[t+1]` (which must be among
 /// its ids) and `loss_mask` optional. What DistillKit-style Parquet/JSONL top-k dumps convert to.
 public enum JSONLines {
-    struct Line: Codable {
+    struct Line: Decodable {
         var key: String
         var tokens: [UInt32]
         var loss_mask: [UInt8]?
         var sets: [Set]
-        struct Set: Codable {
+        enum CodingKeys: String, CodingKey, CaseIterable { case key, tokens, loss_mask, sets }
+        init(from decoder: any Decoder) throws {
+            try refuseUnknownFields(decoder, CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            key = try c.decode(String.self, forKey: .key)
+            tokens = try c.decode([UInt32].self, forKey: .tokens)
+            loss_mask = try c.decodeIfPresent([UInt8].self, forKey: .loss_mask)
+            sets = try c.decode([Set].self, forKey: .sets)
+        }
+        struct Set: Decodable {
             var ids: [UInt32]
             var logprobs: [Float]
             var gold_forced: Bool
+            enum CodingKeys: String, CodingKey, CaseIterable { case ids, logprobs, gold_forced }
+            init(from decoder: any Decoder) throws {
+                try refuseUnknownFields(decoder, CodingKeys.self)
+                let c = try decoder.container(keyedBy: CodingKeys.self)
+                ids = try c.decode([UInt32].self, forKey: .ids)
+                logprobs = try c.decode([Float].self, forKey: .logprobs)
+                gold_forced = try c.decode(Bool.self, forKey: .gold_forced)
+            }
         }
+    }
+
+    /// Any key outside `Keys` fails the line: a misspelt optional field (`"mask"` for
+    /// `"loss_mask"`) would otherwise vanish silently.
+    static func refuseUnknownFields<Keys: CodingKey & CaseIterable>(_ decoder: any Decoder, _: Keys.Type) throws {
+        let known = Swift.Set(Keys.allCases.map(\.stringValue))
+        let all = try decoder.container(keyedBy: AnyKey.self)
+        if let unknown = all.allKeys.map(\.stringValue).sorted().first(where: { !known.contains($0) }) {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: decoder.codingPath + [AnyKey(stringValue: unknown)],
+                debugDescription: "unknown field (expected \(Keys.allCases.map(\.stringValue).joined(separator: ", ")))"))
+        }
+    }
+
+    struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
     }
 
     /// Longest line accepted (bytes): bounds memory on hostile input.

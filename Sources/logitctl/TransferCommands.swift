@@ -67,6 +67,7 @@ struct ImportCommand: ParsableCommand {
     @Option(help: "Teacher id recorded in the provenance.") var teacher: String = ""
     @Option(help: "Tokenizer id recorded in the provenance.") var tokenizer: String = ""
     @Option(help: "Tokenizer hash recorded in the provenance.") var tokenizerHash: String = ""
+    @Option(help: "Log-prob quantization, codes per nat (stored error ≤ 0.5/scale).") var logprobScale: Float = 64
     @Argument(help: "JSONL file.") var file: String
 
     func run() throws {
@@ -74,7 +75,8 @@ struct ImportCommand: ParsableCommand {
             let store = try CacheStore(directory: cacheDir)
             try store.createDataset(DatasetSpec(name: dataset, vocabSize: vocabSize,
                                                 policy: SelectionPolicy(tau: tau, kMin: kmin, kMax: kmax),
-                                                teacherId: teacher, tokenizerId: tokenizer, tokenizerHash: tokenizerHash))
+                                                teacherId: teacher, tokenizerId: tokenizer, tokenizerHash: tokenizerHash,
+                                                logprobScale: logprobScale))
             let report = try JSONLImport.run(store: store, dataset: dataset, file: file)
             try store.seal(dataset: dataset)
             print("imported \(file): \(report.lines) lines, \(report.new) new, \(report.duplicates) duplicate(s)")

@@ -153,6 +153,36 @@ final class LogitctlTests: XCTestCase {
         XCTAssertTrue(again.stdout.contains("0 new, 120 duplicate"), again.stdout)
     }
 
+    /// Sets whose teacher mass is ~1 come back from the store quantized, Σp up to exp(0.5/S)
+    /// above 1: export → import must still round-trip, at the coarsest and the default scale, and
+    /// `verify` must find both caches clean (its covered-mass tolerance follows the same bound).
+    func testExportImportRoundTripsSetsThatCoverAllTheMass() throws {
+        for scale in ["1", "64"] {
+            let dir = makeTemporaryDirectory()
+            var lines: [String] = []
+            for k in 0..<40 {
+                // Two candidates with p = 0.5 each (±quantization): Σp ≈ 1.
+                let lp = -0.6931 + 0.0001 * Double(k % 3)
+                lines.append(#"{"key": "k\#(k)", "tokens": [1, 2], "sets": [{"ids": [2, 7], "logprobs": [\#(lp), \#(lp)], "gold_forced": false}]}"#)
+            }
+            let source = dir + "/full-mass.jsonl", exported = dir + "/exported.jsonl"
+            try lines.joined(separator: "\n").write(toFile: source, atomically: true, encoding: .utf8)
+            let first = try logitctl("import", dir + "/a", "--dataset", "d", "--vocab-size", "50", "--kmax", "4",
+                                     "--logprob-scale", scale, source)
+            XCTAssertEqual(first.status, 0, "scale \(scale): " + first.stderr)
+            XCTAssertEqual(try logitctl("export", dir + "/a", "--dataset", "d", "--out", exported).status, 0)
+            let second = try logitctl("import", dir + "/b", "--dataset", "d", "--vocab-size", "50", "--kmax", "4",
+                                      "--logprob-scale", scale, exported)
+            XCTAssertEqual(second.status, 0, "scale \(scale): the export must import again: " + second.stderr)
+            for cache in [dir + "/a", dir + "/b"] {
+                let verify = try logitctl("verify", cache)
+                XCTAssertEqual(verify.status, 0, "scale \(scale) \(cache): " + verify.stdout + verify.stderr)
+                let deep = try logitctl("stats", cache, "--deep")
+                XCTAssertEqual(deep.status, 0, "scale \(scale) \(cache): " + deep.stdout + deep.stderr)
+            }
+        }
+    }
+
     func testImportRejectsMalformedLinesByNumberAndWritesNothing() throws {
         let dir = makeTemporaryDirectory()
         let good = #"{"key": "a", "tokens": [1, 2], "sets": [{"ids": [2, 5], "logprobs": [-0.1, -3], "gold_forced": false}]}"#
@@ -164,6 +194,8 @@ final class LogitctlTests: XCTestCase {
             #"{"key": "e", "tokens": [1, 2], "sets": [{"ids": [2], "logprobs": [NaN], "gold_forced": false}]}"#,   // NaN
             #"{"key": "f", "tokens": [1, 2, 3], "sets": [{"ids": [2], "logprobs": [-0.1], "gold_forced": false}]}"#,  // length
             #"{"key": "g", "tokens": [1, 2], "sets": [{"ids": [2], "logprobs": ["x"], "gold_forced": false}]}"#,   // type
+            #"{"key": "h", "tokens": [1, 2], "mask": [1], "sets": [{"ids": [2], "logprobs": [-0.1], "gold_forced": false}]}"#,  // misspelt field
+            #"{"key": "i", "tokens": [1, 2], "sets": [{"ids": [2], "logprobs": [-0.1], "gold_forced": false, "p": 1}]}"#,  // unknown in a set
         ]
         let file = dir + "/bad.jsonl"
         try lines.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
@@ -177,6 +209,8 @@ final class LogitctlTests: XCTestCase {
         XCTAssertTrue(err.contains("line 5:"), err)
         XCTAssertTrue(err.contains("line 6: sets: has 1 entries, expected len(tokens) − 1 = 2"), err)
         XCTAssertTrue(err.contains("line 7: sets[0].logprobs[0]: expected a number"), err)
+        XCTAssertTrue(err.contains("line 8: mask: unknown field (expected key, tokens, loss_mask, sets)"), err)
+        XCTAssertTrue(err.contains("line 9: sets[0].p: unknown field (expected ids, logprobs, gold_forced)"), err)
         XCTAssertFalse(err.contains("line 1:"), err)
         let stats = try logitctl("stats", dir + "/cache", "--json")
         XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(stats.stdout.utf8)) as? [String: Any])?["sequences"] as? Int, 0)

@@ -244,7 +244,7 @@ final class SelectionTopKTests: XCTestCase {
             sets.append(try row.withUnsafeBufferPointer { try selector.select(row: $0, gold: gold) })
         }
         let record = SequenceRecord(key: "s", tokens: tokens, selected: sets)
-        try record.validate(vocabSize: teacher.vocabSize, policy: .default)
+        try record.validate(vocabSize: teacher.vocabSize, policy: .default, logprobScale: 64)
         for t in 0..<4 { XCTAssertEqual(record.set(at: t), sets[t].candidateSet) }
     }
 }

@@ -12,12 +12,12 @@ final class SequenceRecordTests: XCTestCase {
     }
 
     func testValidRecordPasses() throws {
-        try validRecord().validate(vocabSize: 10, policy: policy)
+        try validRecord().validate(vocabSize: 10, policy: policy, logprobScale: 64)
     }
 
     func assertInvalid(_ record: SequenceRecord, vocab: Int = 10, _ fragment: String,
                        file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertThrowsError(try record.validate(vocabSize: vocab, policy: policy), file: file, line: line) { error in
+        XCTAssertThrowsError(try record.validate(vocabSize: vocab, policy: policy, logprobScale: 64), file: file, line: line) { error in
             XCTAssertTrue("\(error)".contains(fragment), "'\(error)' lacks '\(fragment)'", file: file, line: line)
         }
     }
@@ -43,6 +43,22 @@ final class SequenceRecordTests: XCTestCase {
         assertInvalid(r, "sum to")
         r = validRecord(); r.key = ""
         assertInvalid(r, "key must be")
+    }
+
+    /// Σp may exceed 1 by what quantization at the dataset's scale can add (each lp off by at
+    /// most 0.5/scale), no more: an export of stored sets imports again; logits are still caught.
+    func testMassBoundFollowsTheQuantizationScale() throws {
+        func record(mass: Double) -> SequenceRecord {
+            let lp = Float(log(mass / 2))
+            return SequenceRecord(key: "m", tokens: [1, 2], sets: [CandidateSet(ids: [2, 5], logprobs: [lp, lp], goldForced: false)])
+        }
+        XCTAssertEqual(SequenceRecord.maxCoveredMass(logprobScale: 64), exp(0.5 / 64) * 1.001, accuracy: 1e-12)
+        try record(mass: 1.006).validate(vocabSize: 10, policy: policy, logprobScale: 64)  // ≤ e^(1/128) = 1.0078
+        XCTAssertThrowsError(try record(mass: 1.006).validate(vocabSize: 10, policy: policy, logprobScale: 4096))
+        XCTAssertThrowsError(try record(mass: 1.02).validate(vocabSize: 10, policy: policy, logprobScale: 64)) {
+            XCTAssertTrue("\($0)".contains("sum to"), "\($0)")
+        }
+        try record(mass: 1.5).validate(vocabSize: 10, policy: policy, logprobScale: 1)  // e^0.5 = 1.65 at scale 1
     }
 
     func testPolicyValidation() {

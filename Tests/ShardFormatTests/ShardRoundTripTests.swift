@@ -86,6 +86,31 @@ final class ShardRoundTripTests: XCTestCase {
         }
     }
 
+    /// At scale 100, codes 16777216 and 16777217 decode to one f32 value. The writer orders by
+    /// code (then id), so the set reads back with equal log-probs and descending ids — which is
+    /// canonical, and `verifyBlock` must say so. (A true code tie out of id order is still refused:
+    /// BlockContentValidationTests plants one.)
+    func testVerifyReadsTiesFromCodesNotFromTheirFloatValues() throws {
+        let dir = temporaryDirectory(self)
+        let near = SequenceRecord(key: "f32-tie", tokens: [1, 9], sets: [
+            CandidateSet(ids: [3, 9], logprobs: [-167_772.17, -167_772.16], goldForced: false)])
+        let (path, _, _) = try writeSealed([near], provenance: provenance(vocab: 50, scale: 100),
+                                           options: ShardWriterOptions(codec: .none), dir: dir, name: "tie")
+        let reader = try ShardReader(sealedAt: path)
+        let back = try reader.sequence(block: 0, ordinal: 0)
+        XCTAssertEqual(back.ids, [9, 3], "code 16777216 (id 9) before 16777217 (id 3)")
+        XCTAssertEqual(back.logprobs[0], back.logprobs[1], "the two codes share one f32 value")
+        XCTAssertNoThrow(try reader.verifyBlock(0))
+
+        // A true tie (the same code) is stored ids ascending and verifies.
+        let equal = SequenceRecord(key: "code-tie", tokens: [1, 9], sets: [
+            CandidateSet(ids: [9, 3], logprobs: [-1.5, -1.5], goldForced: false)])
+        let (tied, _, _) = try writeSealed([equal], provenance: provenance(vocab: 50, scale: 100),
+                                           options: ShardWriterOptions(codec: .none), dir: dir, name: "tied")
+        XCTAssertEqual(try ShardReader(sealedAt: tied).sequence(block: 0, ordinal: 0).ids, [3, 9])
+        XCTAssertNoThrow(try ShardReader(sealedAt: tied).verifyBlock(0))
+    }
+
     func testCanonicalizationAndContentHash() {
         var f = RecordFactory(seed: 3, vocab: 1000)
         let r = f.record(key: "k")
