@@ -53,7 +53,8 @@ RECIPES = {
         Recipe("replay_adamw", "restricted", "adamw"),
         Recipe("replay_moclip", "restricted", "moclip"),
         Recipe("replay_moclip_tail", "tail", "moclip"),
-        Recipe("replay_moclip_tail_kd", "tail", "moclip", kd_alpha=0.5),
+        Recipe("replay_moclip_tail_kd0.5", "tail", "moclip", kd_alpha=0.5),
+        Recipe("replay_moclip_tail_kd0.8", "tail", "moclip", kd_alpha=0.8),
     ]
 }
 
@@ -249,7 +250,8 @@ def stage0(runner: Runner, out: Path, model: Path, p: Profile) -> dict[str, Any]
         saved = json.loads(record.read_text())
         if saved.get("settings") == settings:
             print(f"Stage 0: reusing {cache} ({saved['result']['positions']:,} positions)")
-            return saved["result"]
+            result: dict[str, Any] = saved["result"]
+            return result
     shutil.rmtree(cache, ignore_errors=True)
     daemon = Daemon(runner, cache)
     try:
@@ -290,7 +292,8 @@ def evaluate(runner: Runner, model: Path, text: Path, seq_len: int, base: Path |
     args = ["eval", "--model", str(model), "--corpus", str(text), "--seq-len", str(seq_len), "--json"]
     if base:
         args += ["--base", str(base)]
-    return json.loads(runner.run("logit-train", *args, capture=True)[0])
+    scores: dict[str, Any] = json.loads(runner.run("logit-train", *args, capture=True)[0])
+    return scores
 
 
 def read_metrics(run: Path) -> list[dict[str, Any]]:
@@ -339,14 +342,15 @@ def spread(values: list[float]) -> dict[str, float]:
             "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
-def replay_default(runner: Runner) -> tuple[str, str]:
-    """The loss and optimizer `logit-train replay` uses when given none (what a user gets)."""
+def replay_default(runner: Runner) -> tuple[str, str, float]:
+    """The loss, optimizer and KD weight `logit-train replay` uses when given none (what a user gets)."""
     help_text, _, _ = runner.run("logit-train", "replay", "--help", capture=True)
     loss = re.search(r"--loss <loss>.*?default: (\w+)\)", help_text, re.S)
     optimizer = re.search(r"--optimizer <optimizer>.*?default: ([\w-]+)\)", help_text, re.S)
-    if not loss or not optimizer:
-        sys.exit("experiment: cannot read logit-train replay's default loss and optimizer from --help")
-    return loss.group(1), optimizer.group(1)
+    kd_alpha = re.search(r"--kd-alpha <kd-alpha>.*?default: ([0-9.]+)\)", help_text, re.S)
+    if not loss or not optimizer or not kd_alpha:
+        sys.exit("experiment: cannot read logit-train replay's default loss, optimizer and KD weight from --help")
+    return loss.group(1), optimizer.group(1), float(kd_alpha.group(1))
 
 
 def svg_lines(title: str, y_label: str, series: dict[str, list[tuple[float, float]]], log_y: bool = False) -> str:
@@ -355,7 +359,9 @@ def svg_lines(title: str, y_label: str, series: dict[str, list[tuple[float, floa
     points = [pt for pts in series.values() for pt in pts if math.isfinite(pt[1])]
     xs = [x for x, _ in points] or [0.0, 1.0]
     ys = [y for _, y in points] or [0.0, 1.0]
-    fy = (lambda y: math.log10(max(y, 1e-12))) if log_y else (lambda y: y)
+    def fy(y: float) -> float:
+        return math.log10(max(y, 1e-12)) if log_y else y
+
     x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
     y0, y1 = min(map(fy, ys)), max(map(fy, ys))
     if y1 - y0 < 1e-9:
@@ -370,7 +376,9 @@ def svg_lines(title: str, y_label: str, series: dict[str, list[tuple[float, floa
         return top + (1 - (fy(y) - y0) / (y1 - y0)) * (height - top - bottom)
 
     colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
-    esc = lambda s: s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")  # noqa: E731
+    def esc(text: str) -> str:
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
            f'<rect width="{width}" height="{height}" fill="white"/>',
            f'<text x="{width / 2}" y="22" text-anchor="middle" font-size="14">{esc(title)}</text>',
@@ -450,16 +458,17 @@ def main() -> None:
     log("peak RSS of each recipe's training step (no evaluation loaded)")
     peak_rss = {name: probe_peak_rss(runner, out, args.model, RECIPES[name], p) for name in p.recipes}
 
-    default_loss, default_optimizer = replay_default(runner)
+    default_loss, default_optimizer, default_kd = replay_default(runner)
     default_recipe = next((n for n in p.recipes if RECIPES[n].loss == default_loss
-                           and RECIPES[n].optimizer == default_optimizer and RECIPES[n].kd_alpha == 0), None)
+                           and RECIPES[n].optimizer == default_optimizer and RECIPES[n].kd_alpha == default_kd), None)
 
     # Per recipe and seed: final held-out figures, cost, curves.
     report: dict[str, Any] = {"profile": args.profile, "model": str(args.model),
                               "settings": dataclasses.asdict(p), "stage0": cache_stats,
                               "base": {k: {"ppl": v["perplexity"], "top1": v["top1"]} for k, v in base_eval.items()},
                               "lr_grid_validation_ppl": grid, "default_recipe": default_recipe,
-                              "replay_defaults": {"loss": default_loss, "optimizer": default_optimizer}, "recipes": {}}
+                              "replay_defaults": {"loss": default_loss, "optimizer": default_optimizer, "kd_alpha": default_kd},
+                              "recipes": {}}
     curves: dict[str, dict[str, list[tuple[float, float]]]] = {"general_kl": {}, "general_ppl": {}, "domain_ppl": {}}
     base_general = base_eval["general"]["perplexity"]
     for name in p.recipes:
@@ -534,6 +543,45 @@ def check_targets(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def findings(report: dict[str, Any]) -> list[str]:
+    """Plain statements computed from this run's figures (nothing here is written in advance)."""
+    r, b = report["recipes"], report["base"]
+    out: list[str] = []
+
+    def pct(x: float, y: float) -> str:
+        return f"{100 * (x / y - 1):+.1f}%"
+
+    for name, e in r.items():
+        out.append(f"{name}: domain perplexity {b['domain']['ppl']:.2f} → {e['domain_ppl']:.2f} ({pct(e['domain_ppl'], b['domain']['ppl'])}), "
+                   f"general {b['general']['ppl']:.2f} → {e['general_ppl']:.2f} ({e['forgetting_pct']:+.1f}%), "
+                   f"KL to base {e['general_kl_to_base']:.4f}.")
+    if "replay_moclip" in r and "full_adamw" in r:
+        lit, full = r["replay_moclip"], r["full_adamw"]
+        verdict = "less" if lit["general_kl_to_base"] < full["general_kl_to_base"] else "more"
+        out.append(f"The paper-literal restricted loss (replay_moclip) moved the general distribution {verdict} than full_adamw "
+                   f"(KL {lit['general_kl_to_base']:.4f} vs {full['general_kl_to_base']:.4f}) and reached domain perplexity "
+                   f"{lit['domain_ppl']:.2f} vs {full['domain_ppl']:.2f}.")
+    if "replay_moclip" in r and "replay_moclip_tail" in r:
+        lit, tail = r["replay_moclip"], r["replay_moclip_tail"]
+        out.append(f"Adding the tail bucket (replay_moclip_tail) changed KL {lit['general_kl_to_base']:.4f} → "
+                   f"{tail['general_kl_to_base']:.4f} and domain perplexity {lit['domain_ppl']:.2f} → {tail['domain_ppl']:.2f}.")
+    grid = report["settings"]["lr_grid"]
+    edge = [n for n, e in r.items() if len(grid) > 1 and e["lr"] in (min(grid), max(grid))]
+    if edge:
+        out.append(f"The learning rate picked on validation lies at an edge of the grid for {', '.join(edge)}: "
+                   "a wider grid could pick another rate.")
+    t = report["targets"]
+    if t.get("checked"):
+        d, f = r[report["default_recipe"]], r["full_adamw"]
+        out.append(f"The default recipe ({report['default_recipe']}) against full_adamw: KL {d['general_kl_to_base'] / f['general_kl_to_base']:.2f}× "
+                   f"theirs, general perplexity rise {d['forgetting_pct']:+.2f}% vs {f['forgetting_pct']:+.2f}%, domain perplexity "
+                   f"{pct(d['domain_ppl'], f['domain_ppl'])} relative, step time {100 * t['step_cost_reduction']:.1f}% lower, "
+                   f"peak RSS {d['peak_rss_mb']:.0f} vs {f['peak_rss_mb']:.0f} MB.")
+    elif report["default_recipe"] is None:
+        out.append("logit-train replay's default recipe was not among this run's recipes.")
+    return out
+
+
 def markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
     s, c, b = report["settings"], report["stage0"], report["base"]
     seeds = ", ".join(map(str, s["seeds"]))
@@ -600,6 +648,7 @@ def markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
                   f"- Training step ≥ 15% cheaper: {mark(t['step_at_least_15pct_cheaper'])} "
                   f"({100 * t['step_cost_reduction']:.1f}% cheaper)",
                   f"- Lower peak RSS: {mark(t['peak_rss_lower'])}", ""]
+    lines += ["## What the numbers show", ""] + [f"- {f}" for f in findings(report)] + [""]
     lines += ["## Curves", "", "![general KL](general_kl.svg)", "", "![general perplexity](general_ppl.svg)", "",
               "![domain perplexity](domain_ppl.svg)", ""]
     return "\n".join(lines)
