@@ -38,7 +38,7 @@ class Recipe:
 
     def args(self, negatives: int) -> list[str]:
         out = ["--loss", self.loss, "--optimizer", self.optimizer]
-        if self.kd_alpha:
+        if self.loss != "full":  # explicit: the tail loss's default α is not 0
             out += ["--kd-alpha", str(self.kd_alpha)]
         if self.loss == "tail":
             out += ["--negatives", str(negatives)]
@@ -83,12 +83,12 @@ PROFILES = {
         recipes=tuple(RECIPES), seeds=(0, 1), lr_grid=(1e-4, 3e-4), steps=40, batch_tokens=512, seq_len=256,
         eval_every=20, teach_bytes=80_000, validation_bytes=6_000, heldout_bytes=8_000, pilot_bytes=14_000),
     "quickstart": Profile(
-        recipes=("replay_moclip_tail", "full_adamw"), seeds=(0,), lr_grid=(3e-4,), steps=30, batch_tokens=512,
+        recipes=("replay_moclip_tail_kd0.5", "full_adamw"), seeds=(0,), lr_grid=(1e-4,), steps=30, batch_tokens=512,
         seq_len=256, eval_every=15, teach_bytes=60_000, validation_bytes=8_000, heldout_bytes=6_000,
         pilot_bytes=8_000),
     # The whole pipeline in a few minutes: a check of this script, not a result.
     "smoke": Profile(
-        recipes=("replay_moclip_tail", "full_adamw"), seeds=(0, 1), lr_grid=(3e-4,), steps=2, batch_tokens=256,
+        recipes=("replay_moclip_tail_kd0.5", "full_adamw"), seeds=(0, 1), lr_grid=(3e-4,), steps=2, batch_tokens=256,
         seq_len=128, eval_every=2, teach_bytes=3_000, validation_bytes=1_500, heldout_bytes=1_500, pilot_bytes=1_500),
 }
 
@@ -347,10 +347,12 @@ def replay_default(runner: Runner) -> tuple[str, str, float]:
     help_text, _, _ = runner.run("logit-train", "replay", "--help", capture=True)
     loss = re.search(r"--loss <loss>.*?default: (\w+)\)", help_text, re.S)
     optimizer = re.search(r"--optimizer <optimizer>.*?default: ([\w-]+)\)", help_text, re.S)
-    kd_alpha = re.search(r"--kd-alpha <kd-alpha>.*?default: ([0-9.]+)\)", help_text, re.S)
-    if not loss or not optimizer or not kd_alpha:
+    kd_section = re.search(r"--kd-alpha <kd-alpha>(.*?)--kd-temperature", help_text, re.S)
+    if not loss or not optimizer or not kd_section:
         sys.exit("experiment: cannot read logit-train replay's default loss, optimizer and KD weight from --help")
-    return loss.group(1), optimizer.group(1), float(kd_alpha.group(1))
+    per_loss = {m.group(2): float(m.group(1))
+                for m in re.finditer(r"([0-9.]+) with\s+the\s+(\w+)", " ".join(kd_section.group(1).split()))}
+    return loss.group(1), optimizer.group(1), per_loss.get(loss.group(1), 0.0)
 
 
 def svg_lines(title: str, y_label: str, series: dict[str, list[tuple[float, float]]], log_y: bool = False) -> str:

@@ -7,7 +7,8 @@
 #   2. pretrain a small base model on the general text (reused when already trained)
 #   3. start logitd; the base model as teacher records candidate sets over the domain text
 #   4. logitctl stats on the cache
-#   5. fine-tune copies of the base on the cache with four recipes (same steps, batches, seed)
+#   5. fine-tune copies of the base on the cache with four recipes (same steps, batches, seed):
+#      the default (tail + KD), full_adamw, the paper-literal replay_moclip, full_moclip
 #   6. evaluate base and recipes on held-out domain and general text; write report.md/json
 #
 # Usage: scripts/quickstart.sh OUT_DIR quick   (toy sizes, about 3 minutes)
@@ -94,11 +95,11 @@ step "4/6 coverage of the cache"
 "$BIN/logitctl" stats "$OUT/cache" --dataset domain --json > "$OUT/cache-stats.json"
 
 step "5/6 fine-tune four copies of the base ($FT_STEPS steps of ≤ $FT_TOKENS positions each)"
-for recipe in replay_moclip full_adamw replay_adamw full_moclip; do
+for recipe in replay_moclip_tail_kd full_adamw replay_moclip full_moclip; do
   case $recipe in
-    replay_moclip) args="--loss restricted --optimizer moclip";;
+    replay_moclip_tail_kd) args="--loss tail --kd-alpha 0.5 --optimizer moclip";;   # logit-train replay's default
     full_adamw)    args="--loss full --optimizer adamw";;
-    replay_adamw)  args="--loss restricted --optimizer adamw";;
+    replay_moclip) args="--loss restricted --kd-alpha 0 --optimizer moclip";;      # the paper's literal loss
     full_moclip)   args="--loss full --optimizer moclip";;
   esac
   echo "-- $recipe"
@@ -110,7 +111,7 @@ for recipe in replay_moclip full_adamw replay_adamw full_moclip; do
 done
 
 step "6/6 evaluate on held-out text and write the report"
-for recipe in base replay_moclip full_adamw replay_adamw full_moclip; do
+for recipe in base replay_moclip_tail_kd full_adamw replay_moclip full_moclip; do
   model="$OUT/recipes/$recipe"; [ "$recipe" = base ] && model="$OUT/base"
   for text in domain general; do
     "$BIN/logit-train" eval --model "$model" --corpus "$OUT/text/$text.heldout.txt" --seq-len "$SEQ" --json \

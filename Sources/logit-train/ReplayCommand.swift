@@ -19,9 +19,10 @@ struct ReplayTrain: ParsableCommand {
     @Option(name: .customLong("init"), help: "Model to start from: a checkpoint or run directory.") var initModel: String
     @Option(help: "Run directory (created; resumed when it holds a checkpoint).") var out: String
     @Option(help: "moclip, adamw or adam-atan2.") var optimizer: OptimizerChoice = .moclip
-    @Option(help: "restricted (softmax over each stored set, the paper's), tail (each set plus a tail bucket held down by sampled negatives) or full (whole vocabulary).")
-    var loss: LossChoice = .restricted
-    @Option(help: "Weight α of the KD term on the stored teacher log-probs (restricted and tail losses).") var kdAlpha: Float = 0
+    @Option(help: "tail (each stored set plus a tail bucket held down by sampled negatives; the default: it forgot least in docs/results/experiment), restricted (softmax over each set alone, the paper's literal loss) or full (whole vocabulary).")
+    var loss: LossChoice = .tail
+    @Option(help: "Weight α of the KD term on the stored teacher log-probs (default: 0.5 with the tail loss, 0 with the restricted one; none with full).")
+    var kdAlpha: Float?
     @Option(help: "KD temperature (restricted loss; the tail loss's KD is at 1).") var kdTemperature: Float = 1
     @Option(help: "Vocabulary ids drawn per step to estimate the tail (tail loss).") var negatives: Int = 256
     @Option(help: "This process's rank (data parallel).") var rank: Int = 0
@@ -48,8 +49,8 @@ struct ReplayTrain: ParsableCommand {
         guard steps >= 1 else { throw ValidationError("--steps must be ≥ 1") }
         guard seqLen >= 2, batchTokens >= seqLen else { throw ValidationError("--seq-len ≥ 2 and --batch-tokens ≥ --seq-len") }
         guard warmup >= 0, warmup < steps else { throw ValidationError("--warmup must be 0…steps−1") }
-        guard kdAlpha >= 0, kdAlpha <= 1, kdTemperature > 0 else { throw ValidationError("--kd-alpha must be 0…1 and --kd-temperature > 0") }
-        guard kdAlpha == 0 || loss != .full else { throw ValidationError("--kd-alpha needs --loss restricted or tail (the KD term uses the stored sets)") }
+        guard (0...1).contains(alpha), kdTemperature > 0 else { throw ValidationError("--kd-alpha must be 0…1 and --kd-temperature > 0") }
+        guard alpha == 0 || loss != .full else { throw ValidationError("--kd-alpha needs --loss restricted or tail (the KD term uses the stored sets)") }
         guard kdTemperature == 1 || loss == .restricted else {
             throw ValidationError("--kd-temperature needs --loss restricted: the tail loss's KD is at T = 1, where the stored log-probs give the teacher's outside mass")
         }
@@ -59,6 +60,10 @@ struct ReplayTrain: ParsableCommand {
         for k in klEval where !names.contains(k) { throw ValidationError("--kl-eval \(k): no --eval text has that name") }
         guard klEval.isEmpty || klBase != nil else { throw ValidationError("--kl-eval needs --kl-base") }
     }
+
+    /// The KD weight in force: the option, else the loss's default (the tail loss's recipe is
+    /// CE + KD over S ∪ {tail} at α 0.5; the restricted loss stays paper-literal, pure CE_S).
+    var alpha: Float { kdAlpha ?? (loss == .tail ? 0.5 : 0) }
 
     func run() throws {
         try reported {
@@ -80,7 +85,7 @@ struct ReplayTrain: ParsableCommand {
             try checkRunSettings(run: out, settings: [
                 "command": "replay", "cache_snapshot": data.snapshot.hashHex, "dataset": dataset,
                 "init_sha256": try ModelCheckpoint.hash(of: RunCheckpoint.resolve(initModel)),
-                "optimizer": optimizer.rawValue, "loss": loss.rawValue, "kd_alpha": "\(kdAlpha)", "kd_temperature": "\(kdTemperature)",
+                "optimizer": optimizer.rawValue, "loss": loss.rawValue, "kd_alpha": "\(alpha)", "kd_temperature": "\(kdTemperature)",
                 "negatives": "\(negatives)",
                 "rank": "\(rank)", "world_size": "\(worldSize)", "steps": "\(steps)", "batch_tokens": "\(batchTokens)",
                 "seq_len": "\(seqLen)", "lr": "\(lr)", "warmup": "\(warmup)", "seed": "\(seed)", "weight_decay": "\(weightDecay)",
@@ -92,7 +97,7 @@ struct ReplayTrain: ParsableCommand {
             var state = resuming ? try RunCheckpoint.loadTrainingState(checkpoint, into: opt)
                 : TrainerState(phase: "replay", step: 0, totalSteps: steps, tokensSeen: 0, elapsedSeconds: 0)
             if state.replay == nil { state.replay = data.initialState(epoch: 0, options: options) }
-            let trainer = Trainer(model: model, loss: loss.make(kdAlpha: kdAlpha, temperature: kdTemperature, negatives: negatives, seed: seed), optimizer: opt,
+            let trainer = Trainer(model: model, loss: loss.make(kdAlpha: alpha, temperature: kdTemperature, negatives: negatives, seed: seed), optimizer: opt,
                                   gradClip: gradClip ?? optimizer.defaultGradClip)
             var evalStreams: [(name: String, tokens: [UInt32])] = []
             for e in evals {

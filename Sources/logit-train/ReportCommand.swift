@@ -15,7 +15,7 @@ struct Report: ParsableCommand {
 
     @Option(help: "Quickstart directory.") var dir: String
     @Option(help: "Recipes in report order (the first is the method, the second the usual recipe).")
-    var recipes: [String] = ["replay_moclip", "full_adamw", "replay_adamw", "full_moclip"]
+    var recipes: [String] = ["replay_moclip_tail_kd", "full_adamw", "replay_moclip", "full_moclip"]
 
     struct Row: Codable { var domain_ppl: Double; var general_ppl: Double; var forgetting_pct: Double; var train_seconds: Double }
 
@@ -119,7 +119,7 @@ struct Report: ParsableCommand {
         let cost = 1 - m.train_seconds / max(u.train_seconds, 1e-9)
         findings.append(String(format: "**Cost.** %@ trained in %.0f s, %@ in %.0f s (%.0f%% %@), same steps, batches and seed.",
                                method, m.train_seconds, usual, u.train_seconds, abs(cost) * 100, cost >= 0 ? "less" : "more"))
-        for (a, bName) in [("replay_adamw", "full_adamw"), ("full_moclip", "full_adamw")] {
+        for (a, bName) in [("replay_moclip", "full_adamw"), ("full_moclip", "full_adamw")] {
             if let x = rows[a], let y = rows[bName] {
                 findings.append(String(format: "Ablation %@ vs %@: domain %.2f vs %.2f, forgetting %+.2f%% vs %+.2f%%.",
                                        a, bName, x.domain_ppl, y.domain_ppl, x.forgetting_pct, y.forgetting_pct))

@@ -46,7 +46,7 @@ final class QuickstartTests: XCTestCase {
 
         let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/report.json"))) as? [String: Any])
         let recipes = try XCTUnwrap(report["recipes"] as? [String: [String: Double]])
-        XCTAssertEqual(Set(recipes.keys), ["base", "replay_moclip", "full_adamw", "replay_adamw", "full_moclip"])
+        XCTAssertEqual(Set(recipes.keys), ["base", "replay_moclip_tail_kd", "full_adamw", "replay_moclip", "full_moclip"])
         for (name, row) in recipes {
             for key in ["domain_ppl", "general_ppl", "forgetting_pct", "train_seconds"] {
                 let v = try XCTUnwrap(row[key], "\(name) has no \(key)")
@@ -63,7 +63,7 @@ final class QuickstartTests: XCTestCase {
         XCTAssertTrue((0...1).contains(cache["covered_mass_mean"] ?? -1))
 
         let markdown = try String(contentsOfFile: out + "/report.md", encoding: .utf8)
-        XCTAssertTrue(markdown.contains("| replay_moclip |"))
+        XCTAssertTrue(markdown.contains("| replay_moclip_tail_kd |") && markdown.contains("| replay_moclip |"))
         XCTAssertTrue(markdown.contains("## What the numbers show"))
         XCTAssertTrue(output.contains("| full_adamw |"), "the table is printed at the end")
         for plot in ["heldout_domain.svg", "heldout_general.svg"] {

@@ -148,7 +148,7 @@ final class RealModelTests: XCTestCase {
         let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/report.json"))) as? [String: Any])
         XCTAssertTrue(report.keys.contains("default_recipe"))
         let recipes = try XCTUnwrap(report["recipes"] as? [String: [String: Any]])
-        XCTAssertEqual(Set(recipes.keys), ["replay_moclip_tail", "full_adamw"])
+        XCTAssertEqual(Set(recipes.keys), ["replay_moclip_tail_kd0.5", "full_adamw"])
         let base = try XCTUnwrap((report["base"] as? [String: [String: Double]])?["general"]?["ppl"])
         for (name, row) in recipes {
             for key in ["domain_ppl", "general_ppl", "forgetting_pct", "general_kl_to_base", "general_top1", "train_s", "step_ms", "peak_rss_mb"] {
@@ -165,7 +165,8 @@ final class RealModelTests: XCTestCase {
         XCTAssertGreaterThan(try XCTUnwrap(stage0["positions"] as? Int), 100)
         XCTAssertTrue([32, 64, 128, 256, 512, 1024, 2048].contains(try XCTUnwrap(stage0["k_max"] as? Int)))
         let markdown = try String(contentsOfFile: out + "/report.md", encoding: .utf8)
-        XCTAssertTrue(markdown.contains("| replay_moclip_tail |") && markdown.contains("| full_adamw |"), markdown)
+        XCTAssertTrue(markdown.contains("| replay_moclip_tail_kd0.5 (default) |") && markdown.contains("| full_adamw |"), markdown)
+        XCTAssertEqual(report["default_recipe"] as? String, "replay_moclip_tail_kd0.5", "logit-train replay's defaults are tail + KD 0.5 + MoClip")
         for plot in ["general_kl.svg", "general_ppl.svg", "domain_ppl.svg"] {
             let parser = XMLParser(data: try Data(contentsOf: URL(fileURLWithPath: out + "/" + plot)))
             XCTAssertTrue(parser.parse(), "\(plot) is not well-formed")
