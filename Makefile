@@ -52,7 +52,7 @@ check-large: base-model
 	scripts/check-large-resume.sh $(MODEL_DIR)/base
 
 ## experiment: the paper's experiment on SmolLM2-135M (scripts/experiment.py): Stage 0 through
-## logitd, six recipes with a learning-rate grid picked on a validation split, two seeds,
+## logitd, seven recipes with a learning-rate grid picked on a validation split, two seeds,
 ## held-out perplexity, top-1 and KL to the base; EXPERIMENT_DIR/report.md (about an hour).
 EXPERIMENT_DIR ?= runs/experiment
 .PHONY: experiment

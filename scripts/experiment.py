@@ -324,17 +324,23 @@ def final_eval(run: Path, name: str, step: int) -> dict[str, Any]:
     return rows[-1]
 
 
-def probe_peak_rss(runner: Runner, out: Path, model: Path, recipe: Recipe, p: Profile) -> float:
-    """Peak RSS of training alone: two steps of the recipe with no evaluation and no base model
-    loaded (the experiment's runs also hold the base for KL, which would hide the difference)."""
+PROBE_STEPS = 8
+
+
+def probe(runner: Runner, out: Path, model: Path, recipe: Recipe, p: Profile) -> tuple[float, float]:
+    """Peak RSS and steady step time of training alone: PROBE_STEPS steps of the recipe with no
+    evaluation and no base model loaded (the experiment's runs also hold the base for KL, which
+    would hide the memory difference), the recipes one after another, so the step times compare
+    on one machine state. Returns (peak RSS MB, median ms of the steps after the first two)."""
     run = out / "probe" / recipe.name
     shutil.rmtree(run, ignore_errors=True)
     _, _, rss = runner.run("logit-train", "replay", "--cache", str(out / "cache"), "--dataset", "domain", "--init",
-                           str(model), "--out", str(run), *recipe.args(p.negatives), "--steps", "2", "--batch-tokens",
-                           str(p.batch_tokens), "--seq-len", str(p.seq_len), "--lr", "1e-5", "--warmup", "1",
-                           "--eval-every", "0", "--checkpoint-every", "2")
+                           str(model), "--out", str(run), *recipe.args(p.negatives), "--steps", str(PROBE_STEPS),
+                           "--batch-tokens", str(p.batch_tokens), "--seq-len", str(p.seq_len), "--lr", "1e-5", "--warmup", "1",
+                           "--eval-every", "0", "--checkpoint-every", str(PROBE_STEPS))
+    seconds = [r["step_seconds"] for r in read_metrics(run) if r.get("kind") == "train" and r["step"] > 2]
     shutil.rmtree(run, ignore_errors=True)
-    return rss
+    return rss, 1000 * statistics.median(seconds)
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -457,8 +463,8 @@ def main() -> None:
         for name in p.recipes:
             train(runner, out, args.model, RECIPES[name], chosen[name], seed, p)
 
-    log("peak RSS of each recipe's training step (no evaluation loaded)")
-    peak_rss = {name: probe_peak_rss(runner, out, args.model, RECIPES[name], p) for name in p.recipes}
+    log(f"peak RSS and step time of each recipe, {PROBE_STEPS} steps back to back (no evaluation loaded)")
+    probes = {name: probe(runner, out, args.model, RECIPES[name], p) for name in p.recipes}
 
     default_loss, default_optimizer, default_kd = replay_default(runner)
     default_recipe = next((n for n in p.recipes if RECIPES[n].loss == default_loss
@@ -502,7 +508,7 @@ def main() -> None:
                 "train_s", "step_ms"]
         entry: dict[str, Any] = {k: statistics.fmean(s[k] for s in per_seed) for k in keys}
         entry["spread"] = {k: spread([s[k] for s in per_seed]) for k in keys}
-        entry.update({"peak_rss_mb": peak_rss[name], "lr": chosen[name], "seeds": per_seed, "loss": recipe.loss,
+        entry.update({"peak_rss_mb": probes[name][0], "probe_step_ms": probes[name][1], "lr": chosen[name], "seeds": per_seed, "loss": recipe.loss,
                       "optimizer": recipe.optimizer, "kd_alpha": recipe.kd_alpha,
                       "negatives": p.negatives if recipe.loss == "tail" else 0})
         report["recipes"][name] = entry
@@ -539,8 +545,9 @@ def check_targets(report: dict[str, Any]) -> dict[str, Any]:
         "kl_at_most_half_of_full_adamw": d["general_kl_to_base"] <= 0.5 * f["general_kl_to_base"],
         "ppl_rise_at_most_half_of_full_adamw": d["forgetting_pct"] <= 0.5 * max(f["forgetting_pct"], 0.0),
         "domain_ppl_within_10pct_of_full_adamw": d["domain_ppl"] <= 1.10 * f["domain_ppl"],
-        "step_cost_reduction": 1 - d["step_ms"] / f["step_ms"],
-        "step_at_least_15pct_cheaper": d["step_ms"] <= 0.85 * f["step_ms"],
+        "step_cost_reduction": 1 - d["probe_step_ms"] / f["probe_step_ms"],
+        "step_cost_reduction_in_runs": 1 - d["step_ms"] / f["step_ms"],
+        "step_at_least_15pct_cheaper": d["probe_step_ms"] <= 0.85 * f["probe_step_ms"],
         "peak_rss_lower": d["peak_rss_mb"] < f["peak_rss_mb"],
     }
 
@@ -577,7 +584,7 @@ def findings(report: dict[str, Any]) -> list[str]:
         d, f = r[report["default_recipe"]], r["full_adamw"]
         out.append(f"The default recipe ({report['default_recipe']}) against full_adamw: KL {d['general_kl_to_base'] / f['general_kl_to_base']:.2f}× "
                    f"theirs, general perplexity rise {d['forgetting_pct']:+.2f}% vs {f['forgetting_pct']:+.2f}%, domain perplexity "
-                   f"{pct(d['domain_ppl'], f['domain_ppl'])} relative, step time {100 * t['step_cost_reduction']:.1f}% lower, "
+                   f"{pct(d['domain_ppl'], f['domain_ppl'])} relative, step time {100 * t['step_cost_reduction']:.1f}% lower (probes), "
                    f"peak RSS {d['peak_rss_mb']:.0f} vs {f['peak_rss_mb']:.0f} MB.")
     elif report["default_recipe"] is None:
         out.append("logit-train replay's default recipe was not among this run's recipes.")
@@ -621,8 +628,8 @@ def markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
         f"Base: domain perplexity {b['domain']['ppl']:.3f}, general perplexity {b['general']['ppl']:.3f}, "
         f"general top-1 {b['general']['top1']:.4f}.",
         "",
-        "| recipe | lr | domain ppl | general ppl | forgetting % | general KL to base | general top-1 | step ms | train s | peak RSS MB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| recipe | lr | domain ppl | general ppl | forgetting % | general KL to base | general top-1 | step ms (runs) | step ms (probe) | train s | peak RSS MB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
 
     def cell(entry: dict[str, Any], key: str, fmt: str) -> str:
@@ -635,8 +642,8 @@ def markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
         marker = " (default)" if name == report["default_recipe"] else ""
         lines.append(f"| {name}{marker} | {e['lr']:g} | {cell(e, 'domain_ppl', '.3f')} | {cell(e, 'general_ppl', '.3f')} | "
                      f"{cell(e, 'forgetting_pct', '+.2f')} | {cell(e, 'general_kl_to_base', '.4f')} | "
-                     f"{cell(e, 'general_top1', '.4f')} | {cell(e, 'step_ms', '.0f')} | {cell(e, 'train_s', '.0f')} | "
-                     f"{e['peak_rss_mb']:.0f} |")
+                     f"{cell(e, 'general_top1', '.4f')} | {cell(e, 'step_ms', '.0f')} | {e['probe_step_ms']:.0f} | "
+                     f"{cell(e, 'train_s', '.0f')} | {e['peak_rss_mb']:.0f} |")
     lines += ["", "Validation perplexity of the learning-rate grid (seed "
               f"{s['seeds'][0]}): " + "; ".join(f"{k}: {v}" for k, v in report["lr_grid_validation_ppl"].items()), ""]
     t = report["targets"]
@@ -648,7 +655,8 @@ def markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
                   f"- General perplexity rise at most half of full_adamw's: {mark(t['ppl_rise_at_most_half_of_full_adamw'])}",
                   f"- Domain perplexity within 10% of full_adamw's: {mark(t['domain_ppl_within_10pct_of_full_adamw'])}",
                   f"- Training step ≥ 15% cheaper: {mark(t['step_at_least_15pct_cheaper'])} "
-                  f"({100 * t['step_cost_reduction']:.1f}% cheaper)",
+                  f"({100 * t['step_cost_reduction']:.1f}% cheaper in the back-to-back probes; "
+                  f"{100 * t['step_cost_reduction_in_runs']:.1f}% by the runs' medians)",
                   f"- Lower peak RSS: {mark(t['peak_rss_lower'])}", ""]
     lines += ["## What the numbers show", ""] + [f"- {f}" for f in findings(report)] + [""]
     lines += ["## Curves", "", "![general KL](general_kl.svg)", "", "![general perplexity](general_ppl.svg)", "",
