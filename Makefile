@@ -35,10 +35,11 @@ model: deps
 	scripts/fetch-model.sh $(MODEL_DIR)
 
 ## pydeps: the Python packages of the independent references the suite compares against
-## (scripts/reference) and our own package, clients/python (`logitd`: client and cache reader).
+## (scripts/reference) and our own package, clients/python (`logitd`: client, cache reader and,
+## with the [torch] extra — PyTorch from PyPI, about 3 GB, a minute — losses, MoClip, dataset).
 ## PIP_BREAK_SYSTEM_PACKAGES lets Debian's own python3 take them too.
 pydeps: deps
-	PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check -r scripts/reference/requirements.txt ./clients/python
+	PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check -r scripts/reference/requirements.txt "./clients/python[torch]"
 
 ## base-model: the GGUF file converted into an ordinary checkpoint, MODEL_DIR/base (once).
 .PHONY: base-model
