@@ -36,10 +36,11 @@ model: deps
 
 ## pydeps: the Python packages of the independent references the suite compares against
 ## (scripts/reference) and our own package, clients/python (`logitd`: client, cache reader and,
-## with the [torch] extra — PyTorch from PyPI, about 3 GB, a minute — losses, MoClip, dataset).
+## with the [torch,hf] extras — PyTorch from PyPI, about 3 GB, a minute; transformers — losses,
+## MoClip, dataset and the Hugging Face teacher).
 ## PIP_BREAK_SYSTEM_PACKAGES lets Debian's own python3 take them too.
 pydeps: deps
-	PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check -r scripts/reference/requirements.txt "./clients/python[torch]"
+	PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check -r scripts/reference/requirements.txt "./clients/python[torch,hf]"
 
 ## base-model: the GGUF file converted into an ordinary checkpoint, MODEL_DIR/base (once).
 .PHONY: base-model
