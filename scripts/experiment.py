@@ -300,12 +300,17 @@ def read_metrics(run: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
+# Runs a previous invocation finished (the report says how many, so its wall time reads right).
+REUSED: list[str] = []
+
+
 def train(runner: Runner, out: Path, model: Path, recipe: Recipe, lr: float, seed: int, p: Profile) -> Path:
     run = out / "runs" / f"{recipe.name}-lr{lr:g}-seed{seed}"
     text = out / "text"
     finished = run / "checkpoint" / "trainer.json"
     if finished.exists() and json.loads(finished.read_text()).get("step") == p.steps:
         print(f"{run.name}: finished earlier, reused")
+        REUSED.append(run.name)
         return run
     log(f"{recipe.name}, lr {lr:g}, seed {seed}")
     runner.run("logit-train", "replay", "--cache", str(out / "cache"), "--dataset", "domain", "--init", str(model),
@@ -518,6 +523,7 @@ def main() -> None:
                                                   if v[key]]
     report["targets"] = check_targets(report)
     report["wall_seconds"] = round(time.monotonic() - clock, 1)
+    report["runs_reused"] = sorted(REUSED)
     report["commands"] = runner.commands
 
     (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
@@ -600,7 +606,10 @@ def markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
         f"# Logits Replay on SmolLM2-135M — `{report['profile']}` profile",
         "",
         f"Produced by `python3 scripts/experiment.py --profile {report['profile']} --out {args.out}` "
-        f"in {report['wall_seconds'] / 60:.1f} minutes on this machine. Base and Stage 0 teacher: `{report['model']}` "
+        f"in {report['wall_seconds'] / 60:.1f} minutes on this machine"
+        + (f" ({len(report['runs_reused'])} finished runs reused from earlier invocations)"
+           if report["runs_reused"] else "")
+        + f". Base and Stage 0 teacher: `{report['model']}` "
         "(SmolLM2-135M-Instruct, imported from its GGUF file).",
         "",
         "## Setup",
