@@ -20,14 +20,7 @@ struct Eval: ParsableCommand {
         try reported {
             let (m, tok, _) = try RunCheckpoint.loadModel(model)
             let tokens = try TokenCorpus.load(path: corpus, tokenizer: tok).tokens
-            var baseModel: TinyLMModel?
-            if let base {
-                let (b, baseTok, _) = try RunCheckpoint.loadModel(base)
-                guard baseTok.hash == tok.hash else {
-                    throw TrainingError.invalid("--base \(base) uses tokenizer \(baseTok.hash.prefix(16)), the model \(tok.hash.prefix(16)): KL needs the same vocabulary")
-                }
-                baseModel = b
-            }
+            let baseModel = try base.map { try loadKLBase($0, option: "--base", tokenizerHash: tok.hash) }
             let r = try Evaluation.score(model: m, base: baseModel, tokens: tokens, length: min(seqLen, m.config.maxSequenceLength),
                                          maxTokens: maxTokens)
             if json {
@@ -57,4 +50,14 @@ struct EvalReport: Encodable {
     var top1: Double
     var klToBase: Double?
     var tokensPerS: Double
+}
+
+/// The base model KL(base ‖ model) is measured against: it must share the model's tokenizer, or
+/// the two distributions are over different vocabularies.
+func loadKLBase(_ path: String, option: String, tokenizerHash: String) throws -> TinyLMModel {
+    let (model, tokenizer, _) = try RunCheckpoint.loadModel(path)
+    guard tokenizer.hash == tokenizerHash else {
+        throw TrainingError.invalid("\(option) \(path) uses tokenizer \(tokenizer.hash.prefix(16)), the model \(tokenizerHash.prefix(16)): KL needs the same vocabulary")
+    }
+    return model
 }

@@ -104,14 +104,7 @@ struct ReplayTrain: ParsableCommand {
                 let parts = e.split(separator: "=", maxSplits: 1).map(String.init)
                 evalStreams.append((parts[0], try TokenCorpus.load(path: parts[1], tokenizer: tok).tokens))
             }
-            var base: TinyLMModel?
-            if let klBase {
-                let (b, baseTok, _) = try RunCheckpoint.loadModel(klBase)
-                guard baseTok.hash == tok.hash else {
-                    throw TrainingError.invalid("--kl-base \(klBase) uses tokenizer \(baseTok.hash.prefix(16)), the model \(tok.hash.prefix(16))")
-                }
-                base = b
-            }
+            let base = try klBase.map { try loadKLBase($0, option: "--kl-base", tokenizerHash: tok.hash) }
             print("replay: \(data.snapshot.sequences) sequences in \(dataset), \(optimizer.rawValue) + \(loss.rawValue) softmax, \(steps) steps of ≤ \(batchTokens) positions")
             let loop = try TrainingLoop(run: out, trainer: trainer, tokenizer: tok, state: state, settings: .init(
                 totalSteps: steps, evalEvery: evalEvery, checkpointEvery: checkpointEvery, evalLength: seqLen,
