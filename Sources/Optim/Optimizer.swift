@@ -15,6 +15,11 @@ public protocol Optimizer: AnyObject {
     @discardableResult func step() throws -> StepTelemetry
     /// Sets every gradient to zero.
     func zeroGrad()
+    /// The global L2 norm of every gradient, for clipping and telemetry. Sums in Double, chunk
+    /// partials added in chunk order: the same value whatever the thread count.
+    func gradientNorm() -> Double
+    /// Multiplies every gradient by `scale` (the global-norm clip).
+    func scaleGradients(by scale: Float)
     /// The optimizer state (step, moments) in the format of schema/OPTIM_STATE.md.
     func encodeState() -> [UInt8]
     /// The same bytes as `encodeState()`, handed to `sink` in pieces (no copy of the moments).
@@ -36,6 +41,8 @@ public class CoreBackedOptimizer {
     public var schedule: LRSchedule { core.schedule }
     public var tensors: [ParameterTensor] { core.tensors }
     public func zeroGrad() { core.zeroGrad() }
+    public func gradientNorm() -> Double { core.gradientNorm() }
+    public func scaleGradients(by scale: Float) { core.scaleGradients(by: scale) }
     public func encodeState() -> [UInt8] { OptimizerStateFormat.encode(core) }
     public func writeState(to sink: (UnsafeRawBufferPointer) throws -> Void) throws { try OptimizerStateFormat.write(core, to: sink) }
     public func restoreState(from bytes: UnsafeRawBufferPointer) throws { try OptimizerStateFormat.decode(bytes, into: core) }
@@ -58,6 +65,7 @@ final class OptimizerCore {
     /// One slot per chunk of `plan`: written in parallel, reduced in chunk order.
     let chunkStats: UnsafeMutableBufferPointer<AngleStatistics>
     let chunkLargest: UnsafeMutableBufferPointer<Float>
+    let chunkSquares: UnsafeMutableBufferPointer<Double>
     /// The same buffers as raw pointers for the worker threads.
     let buffers: StepBuffers
 
@@ -77,9 +85,12 @@ final class OptimizerCore {
         self.chunkStats.initialize(repeating: .zero)
         self.chunkLargest = .allocate(capacity: plan.chunks.count)
         self.chunkLargest.initialize(repeating: 0)
+        self.chunkSquares = .allocate(capacity: plan.chunks.count)
+        self.chunkSquares.initialize(repeating: 0)
         self.buffers = StepBuffers(values: tensors.map { $0.value.baseAddress! }, grads: tensors.map { $0.grad.baseAddress! },
                                    m: m.map { $0.baseAddress! }, v: v.map { $0.baseAddress! },
-                                   chunkStats: chunkStats.baseAddress!, chunkLargest: chunkLargest.baseAddress!)
+                                   chunkStats: chunkStats.baseAddress!, chunkLargest: chunkLargest.baseAddress!,
+                                   chunkSquares: chunkSquares.baseAddress!)
     }
 
     deinit {
@@ -87,6 +98,7 @@ final class OptimizerCore {
         for buffer in v { buffer.deallocate() }
         chunkStats.deallocate()
         chunkLargest.deallocate()
+        chunkSquares.deallocate()
     }
 
     /// Effective learning rate and decay factor of tensor `t` at scheduled rate `lr`.
@@ -101,6 +113,23 @@ final class OptimizerCore {
         plan.forEachChunk { c in
             let chunk = plan.chunks[c]
             (buffers.grads[chunk.tensor] + chunk.lower).update(repeating: 0, count: chunk.count)
+        }
+    }
+
+    func gradientNorm() -> Double {
+        let plan = self.plan, buffers = self.buffers
+        plan.forEachChunk { c in
+            let chunk = plan.chunks[c]
+            buffers.chunkSquares[c] = sumOfSquares(buffers.grads[chunk.tensor] + chunk.lower, count: chunk.count)
+        }
+        return plan.chunks.indices.reduce(0.0) { $0 + chunkSquares[$1] }.squareRoot()
+    }
+
+    func scaleGradients(by scale: Float) {
+        let plan = self.plan, buffers = self.buffers
+        plan.forEachChunk { c in
+            let chunk = plan.chunks[c]
+            scaleInPlace(buffers.grads[chunk.tensor] + chunk.lower, count: chunk.count, by: scale)
         }
     }
 
@@ -133,4 +162,5 @@ struct StepBuffers: @unchecked Sendable {
     let v: [UnsafeMutablePointer<Float>]
     let chunkStats: UnsafeMutablePointer<AngleStatistics>
     let chunkLargest: UnsafeMutablePointer<Float>
+    let chunkSquares: UnsafeMutablePointer<Double>
 }

@@ -58,6 +58,37 @@ func angleStatistics(_ g: UnsafeMutablePointer<Float>, _ m: UnsafeMutablePointer
                            momentumNormSquared: (mm0 + mm1).sum())
 }
 
+/// ‖g‖² over `count` elements, squares and sums in Double (the global-norm clip's input: an fp32
+/// running sum over a 28 M-element embedding gradient loses the small terms).
+func sumOfSquares(_ g: UnsafeMutablePointer<Float>, count: Int) -> Double {
+    typealias Wide = SIMD4<Double>
+    var s0 = Wide.zero, s1 = Wide.zero
+    var i = 0
+    while i + 8 <= count {
+        let g8 = loadLanes(g, i)
+        let a = Wide(g8.lowHalf), b = Wide(g8.highHalf)
+        s0 += a * a; s1 += b * b
+        i += 8
+    }
+    if i < count {
+        let g8 = loadPadded(g, i, count - i)
+        let a = Wide(g8.lowHalf), b = Wide(g8.highHalf)
+        s0 += a * a; s1 += b * b
+    }
+    return (s0 + s1).sum()
+}
+
+/// g ← scale·g over `count` elements.
+func scaleInPlace(_ g: UnsafeMutablePointer<Float>, count: Int, by scale: Float) {
+    let k = Lanes(repeating: scale)
+    var i = 0
+    while i + 8 <= count {
+        storeLanes(loadLanes(g, i) * k, g, i)
+        i += 8
+    }
+    while i < count { g[i] *= scale; i += 1 }
+}
+
 /// Constants of one MoClip/Adam-atan2 update of one tensor.
 ///
 /// The clip g' = α·g + β·m is folded into the moment coefficients (computed in Double, rounded

@@ -45,19 +45,12 @@ public final class Trainer {
         var drawn = batch
         drawn.negativeDraw = UInt64(optimizer.stepCount)  // a resumed run draws what an uninterrupted one would
         let lossResult = try forwardBackward(inputs: inputs, rowOffsets: rowOffsets, batch: drawn)
-        var sumSquares = 0.0
-        for t in optimizer.tensors {
-            var s: Float = 0
-            for g in t.grad { s += g * g }
-            sumSquares += Double(s)
-        }
-        let norm = sumSquares.squareRoot()
+        let norm = optimizer.gradientNorm()
         guard lossResult.loss.isFinite, norm.isFinite else {
             throw TrainingError.diverged("loss \(lossResult.loss), gradient norm \(norm) at step \(optimizer.stepCount + 1)")
         }
         if gradClip > 0, norm > Double(gradClip) {
-            let scale = Float(Double(gradClip) / norm)
-            for t in optimizer.tensors { for i in t.grad.indices { t.grad[i] *= scale } }
+            optimizer.scaleGradients(by: Float(Double(gradClip) / norm))
         }
         let telemetry = try optimizer.step()
         return Result(loss: lossResult, telemetry: telemetry, gradNorm: norm)
