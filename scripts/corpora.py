@@ -688,10 +688,10 @@ SOURCES = [
            "inline roles/links/emphasis reduced to their text; block lines joined"),
     Source("bind9-doc", "domain", ("bind9-doc",), False, extract_bind,
            "arm/*.html except index/genindex/search, natural order: text inside itemprop=articleBody, "
-           "headerlinks and navigation dropped; block elements end paragraphs; <pre> keeps lines"),
+           "headerlinks and navigation dropped; block elements end paragraphs; <pre> blocks dropped"),
     Source("wireshark-doc", "domain", ("wireshark-doc",), False, extract_wireshark,
            "wsug_html_chunked/*.html except index.html, sorted: body text without navheader/navfooter/toc; "
-           "block elements end paragraphs; <pre> keeps lines"),
+           "block elements end paragraphs; <pre> blocks dropped"),
     Source("manpages", "domain", ("manpages", "groff-base"), False, extract_man7,
            "networking man7 pages rendered with `groff -k -t -man -Tutf8 -P-cbou -rHY=0 -rLL=20000n` "
            "(no hyphenation, no wrapping, no overstrike); header/footer dropped; indentation removed"),

@@ -114,8 +114,9 @@ public final class CatalogDB: Sendable {
 
     // MARK: Shards
 
-    /// Registers a new open shard. Called before the file is created, so a crash in between
-    /// leaves a row whose file is missing (recovery quarantines the row), never an orphan file.
+    /// Registers a new open shard. Called after its file is created and its header made durable
+    /// (`CacheStore.openNewShard`), so a crash in between leaves a file that no row names and that
+    /// holds no acknowledged data; recovery moves it to quarantine/ ("no catalog row").
     public func insertShard(datasetId: Int64, uuid: UUID, path: String, committedBytes: UInt64) throws(StoreError) -> ShardEntry {
         try run("registering shard \(path)") {
             try pool.write { db in

@@ -29,7 +29,10 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("shared-memory"), help: "Accept bodies from teachers' shared-memory regions: true or false (default true).")
     var sharedMemory: String?
     @Option(name: .customLong("max-shared-bytes"), help: "Bytes all shared-memory regions may map together.") var maxSharedBytes: Int?
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.") var logLevel: String = "info"
+    @Option(name: .customLong("zstd-level"), help: "zstd level of shard blocks (1…22, default 3).") var zstdLevel: Int?
+    @Option(name: .customLong("target-block-bytes"), help: "Raw size at which a shard block is cut (default 1 MiB).") var targetBlockBytes: Int?
+    @Option(name: .customLong("selection-threads"), help: "Threads selecting candidate sets in logits mode (0: all cores).") var selectionThreads: Int?
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
 
     func run() async throws {
         var overrides: [String: String] = [:]
@@ -44,6 +47,9 @@ struct Serve: AsyncParsableCommand {
         overrides["max_shard_bytes"] = maxShardBytes.map(String.init)
         overrides["shared_memory"] = sharedMemory
         overrides["max_shared_bytes"] = maxSharedBytes.map(String.init)
+        overrides["zstd_level"] = zstdLevel.map(String.init)
+        overrides["target_block_bytes"] = targetBlockBytes.map(String.init)
+        overrides["selection_threads"] = selectionThreads.map(String.init)
         let settings: DaemonSettings
         do {
             settings = try await DaemonSettings.resolve(overrides: overrides, configFile: config)
@@ -52,9 +58,12 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(64)
         }
         var logger = Logger(label: "logitd")
-        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        logger.logLevel = logLevel
         try await LogitDaemon.run(settings: settings, logger: logger) { address in
             FileHandle.standardOutput.write(Data("listening on \(address)\n".utf8))
         }
     }
 }
+
+/// A mistyped level is a usage error naming the valid ones, not a silent `info`.
+extension Logger.Level: @retroactive ExpressibleByArgument {}
