@@ -13,7 +13,12 @@ final class CrashConsistencyTests: XCTestCase {
         try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: torture), "logit-torture not built at \(torture)")
         let dir = makeTemporaryDirectory()
         let acks = dir + "/../" + (dir as NSString).lastPathComponent + ".acks"
-        var rng = SplitMix64(seed: UInt64(Date().timeIntervalSince1970))
+        // The kill moments come from a fresh seed each run (more interleavings over time); it is
+        // printed and named in every failure, and LOGITD_CRASH_SEED replays the same kill delays.
+        let timingSeed = ProcessInfo.processInfo.environment["LOGITD_CRASH_SEED"].flatMap { UInt64($0) }
+            ?? UInt64(Date().timeIntervalSince1970 * 1000)
+        print("CrashConsistencyTests: kill timing seed \(timingSeed) (replay with LOGITD_CRASH_SEED=\(timingSeed))")
+        var rng = SplitMix64(seed: timingSeed)
         let rounds = ProcessInfo.processInfo.environment["LOGITD_CRASH_ROUNDS"].flatMap(Int.init) ?? 6
         var totalAcked = 0
         for round in 0..<rounds {
@@ -40,18 +45,18 @@ final class CrashConsistencyTests: XCTestCase {
                 let roundSeed = UInt64(key.dropFirst().prefix { $0 != "-" })!
                 let expected = canonicalized(generator.record(key: key, seed: roundSeed), logprobScale: 64)
                 let got = try store.read(dataset: "torture", key: key)
-                XCTAssertEqual(got, expected, "round \(round): acked key \(key) lost or changed")
+                XCTAssertEqual(got, expected, "seed \(timingSeed) round \(round): acked key \(key) lost or changed")
             }
             // Nothing half-visible: every catalogued sequence decodes and matches its hash.
             let audit = try CacheVerifier(store: store).verify()
-            XCTAssertTrue(audit.isClean, "round \(round): \(audit.problems)")
+            XCTAssertTrue(audit.isClean, "seed \(timingSeed) round \(round): \(audit.problems)")
             XCTAssertGreaterThanOrEqual(audit.sequencesChecked, ackedKeys.count)
             // A kill between creating a shard file and registering it leaves an orphan that never
             // held acked data; it is moved aside. Anything else quarantined is a failure.
             for action in store.recovery.quarantined {
-                XCTAssertTrue(action.what.hasPrefix("no catalog row"), "round \(round): \(store.recovery)")
+                XCTAssertTrue(action.what.hasPrefix("no catalog row"), "seed \(timingSeed) round \(round): \(store.recovery)")
             }
-            XCTAssertTrue(store.recovery.missing.isEmpty, "\(store.recovery)")
+            XCTAssertTrue(store.recovery.missing.isEmpty, "seed \(timingSeed) round \(round): \(store.recovery)")
             totalAcked = ackedKeys.count
         }
         XCTAssertGreaterThan(totalAcked, 0, "the writer never acked anything: the test proved nothing")
