@@ -177,7 +177,7 @@ public final class CacheStore: Sendable {
             do {
                 encoded = try ShardWriter.encodeBlocks(fresh, provenance: Self.provenance(of: info),
                                                        options: options.shardWriter, path: "shards/\(name)")
-            } catch { throw .io(error.description) }
+            } catch { throw StoreError(io: error) }
         }
 
         let result = try state.withLock { (s: inout WriterState) throws(StoreError) -> AppendResult in
@@ -228,7 +228,7 @@ public final class CacheStore: Sendable {
             }
         } catch {
             s.open[info.id] = shard
-            throw .io(error.description)
+            throw StoreError(io: error)
         }
         var next = 0
         for (i, record) in records.enumerated() where keep[i] {
@@ -308,7 +308,7 @@ public final class CacheStore: Sendable {
             for (datasetId, var shard) in s.open where shard.dirty {
                 let length: UInt64
                 do throws(ShardError) { length = try shard.writer.writePending() } catch {
-                    let failure = StoreError.io(error.description)
+                    let failure = StoreError(io: error)
                     abandonPendingLocked(&s, error: failure)
                     throw failure
                 }
@@ -325,7 +325,7 @@ public final class CacheStore: Sendable {
         var failure: StoreError?
         do throws(StoreError) {
             for shard in snapshot.shards {
-                do throws(ShardError) { try shard.handle.sync() } catch { throw StoreError.io(error.description) }
+                do throws(ShardError) { try shard.handle.sync() } catch { throw StoreError(io: error) }
             }
             var commit = CatalogDB.Commit()
             commit.shards = snapshot.shards.map {
@@ -404,7 +404,7 @@ public final class CacheStore: Sendable {
         do throws(StoreError) {
             for (datasetId, shard) in s.open where shard.dirty {
                 let length: UInt64
-                do { length = try shard.writer.flush() } catch { throw StoreError.io(error.description) }
+                do { length = try shard.writer.flush() } catch { throw StoreError(io: error) }
                 commit.shards.append(.init(shardId: shard.entry.id, committedBytes: length,
                                            blocks: shard.writer.blockCount, coverageDelta: shard.pendingCoverage))
                 flushed.append((datasetId, length, shard.writer.blockCount))
@@ -477,7 +477,7 @@ public final class CacheStore: Sendable {
             writer = try ShardWriter(creating: directory + "/" + relative, provenance: provenance, shardID: uuid,
                                      options: options.shardWriter)
             committed = try writer.flush()
-        } catch { throw .io(error.description) }
+        } catch { throw StoreError(io: error) }
         try FileOps.fsyncDirectory(directory + "/" + dir)
         let entry = try catalog.insertShard(datasetId: info.id, uuid: uuid, path: relative, committedBytes: committed)
         return OpenShard(entry: entry, writer: writer)
@@ -486,7 +486,7 @@ public final class CacheStore: Sendable {
     private func sealLocked(_ s: inout WriterState, _ shard: OpenShard) throws(StoreError) {
         let finalRelative = Self.sealedPath(for: shard.entry.path)
         let sealed: SealedShard
-        do { sealed = try shard.writer.seal(to: directory + "/" + finalRelative) } catch { throw .io(error.description) }
+        do { sealed = try shard.writer.seal(to: directory + "/" + finalRelative) } catch { throw StoreError(io: error) }
         s.open[shard.entry.datasetId] = nil
         try catalog.markSealed(shardId: shard.entry.id, path: finalRelative, bytes: sealed.bytes, blocks: sealed.blocks,
                                fileHash: sealed.fileHash)

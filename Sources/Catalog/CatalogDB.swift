@@ -63,7 +63,7 @@ public final class CatalogDB: Sendable {
         if let error = error as? DatabaseError, error.extendedResultCode.rawValue == checksumFailureCode {
             return .corrupt("\(context): \(CatalogFileFormat.lastChecksumFailure())")
         }
-        return .catalog("\(context): \(error)")
+        return .catalog("\(context): \(error)", resultCode: (error as? DatabaseError)?.resultCode.primaryResultCode.rawValue)
     }
 
     // MARK: Datasets

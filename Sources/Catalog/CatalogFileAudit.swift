@@ -1,5 +1,6 @@
 import CCatalogVFS
 import Foundation
+import LogitCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -48,7 +49,7 @@ public struct CatalogFileAudit: Sendable {
     private mutating func auditDatabase(path: String) -> Int? {
         guard let size = FileOps.size(path) else { problem(path, "file is missing"); return nil }
         let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { problem(path, "cannot be opened: \(String(cString: strerror(errno)))"); return nil }
+        guard fd >= 0 else { problem(path, "cannot be opened: \(SystemError.message(errno))"); return nil }
         defer { close(fd) }
         var headerBytes = [UInt8](repeating: 0, count: 100)
         let got = headerBytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 100, 0) }
@@ -75,7 +76,7 @@ public struct CatalogFileAudit: Sendable {
             let n = min(chunkPages, full - first)
             let read = pread(fd, buffer.baseAddress, n * ps, off_t(first * ps))
             guard read == n * ps else {
-                problem(path, "reading pages \(first + 1)…\(first + n) failed: \(read < 0 ? String(cString: strerror(errno)) : "short read")")
+                problem(path, "reading pages \(first + 1)…\(first + n) failed: \(read < 0 ? SystemError.message(errno) : "short read")")
                 return ps
             }
             for i in 0..<n {

@@ -1,5 +1,6 @@
 import CCatalogVFS
 import Foundation
+import LogitCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -51,7 +52,7 @@ enum CatalogFileFormat {
     static func readHeader(path: String) throws(StoreError) -> Header {
         let name = (path as NSString).lastPathComponent
         let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw .io("opening \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw StoreError(io: SystemError("opening \(path)")) }
         defer { close(fd) }
         var h = [UInt8](repeating: 0, count: 100)
         let got = h.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 100, 0) }

@@ -1,5 +1,6 @@
 import Foundation
 import LogitCore
+import ShardFormat
 
 /// What a dataset is: fixed provenance and selection policy. Immutable once created; creating
 /// the same name again is a no-op when identical and a conflict when anything differs.
@@ -129,8 +130,10 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     case keyConflict(dataset: String, key: String)
     case duplicateKeyInBatch(key: String, first: Int, second: Int)
     case locked(String)
-    case io(String)
-    case catalog(String)
+    /// A file operation failed; `errno` when a system call said why.
+    case io(String, errno: Int32? = nil)
+    /// SQLite failed; `resultCode` is its primary result code (SQLITE_FULL = 13: disk full).
+    case catalog(String, resultCode: Int32? = nil)
     case corrupt(String)
     case notFound(String)
 
@@ -146,10 +149,31 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         case .duplicateKeyInBatch(let key, let first, let second):
             return "key '\(key)' appears twice in the batch with different content (sequences \(first) and \(second))"
         case .locked(let m): return m
-        case .io(let m): return "I/O error: \(m)"
-        case .catalog(let m): return "catalog error: \(m)"
+        case .io(let m, _): return "I/O error: \(m)"
+        case .catalog(let m, _): return "catalog error: \(m)"
         case .corrupt(let m): return "corrupt cache: \(m)"
         case .notFound(let m): return m
+        }
+    }
+}
+
+extension StoreError {
+    /// A lower layer's failure as a store error, keeping its errno (the daemon answers 507 on it).
+    public init(io cause: any Error) {
+        switch cause {
+        case let e as StoreError: self = e
+        case let e as ShardError: self = .io(e.description, errno: e.errno)
+        case let e as SystemError: self = .io(e.description, errno: e.code)
+        default: self = .io("\(cause)")
+        }
+    }
+
+    /// The disk or quota is full: a condition the client can wait out, not a fault of ours.
+    public var isOutOfSpace: Bool {
+        switch self {
+        case .io(_, let code?): return SystemError.isOutOfSpace(code)
+        case .catalog(_, let code?): return code == 13  // SQLITE_FULL
+        default: return false
         }
     }
 }

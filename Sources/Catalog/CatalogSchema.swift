@@ -46,7 +46,7 @@ CREATE TABLE shard (
     positions          INTEGER NOT NULL DEFAULT 0,
     candidates         INTEGER NOT NULL DEFAULT 0, -- Σ K
     gold_forced        INTEGER NOT NULL DEFAULT 0,
-    covered_mass_sum   REAL    NOT NULL DEFAULT 0, -- Σ over positions of Σ exp(lp)
+    covered_mass_sum   REAL    NOT NULL DEFAULT 0, -- Σ over positions of Σ exp(lp): schema/COVERAGE.md
     k_histogram        BLOB    NOT NULL,           -- little-endian u64 counts, index = K
     covered_histogram  BLOB    NOT NULL,           -- little-endian u64 counts, 100 bins over [0, 1]
     quarantine_reason  TEXT,

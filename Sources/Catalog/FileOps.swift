@@ -24,13 +24,11 @@ enum FileOps {
 
     /// Makes a directory's entries (new, renamed files) durable.
     static func fsyncDirectory(_ path: String) throws(StoreError) {
-        if let failure = fsyncPath(path) { throw .io(failure) }
+        do { try fsyncPath(path) } catch { throw StoreError(io: error) }
     }
 
     static func rename(_ from: String, _ to: String) throws(StoreError) {
-        guard Glibc.rename(from, to) == 0 else {
-            throw .io("renaming \(from) to \(to): \(String(cString: strerror(errno)))")
-        }
+        guard Glibc.rename(from, to) == 0 else { throw StoreError(io: SystemError("renaming \(from) to \(to)")) }
     }
 
     /// Regular files directly below `directory` (names only), sorted.
@@ -59,7 +57,7 @@ final class DirectoryLock: Sendable {
     init(directory: String) throws(StoreError) {
         let path = directory + "/LOCK"
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw .io("opening \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw StoreError(io: SystemError("opening \(path)")) }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             close(fd)
             throw .locked("cache directory \(directory) is in use by another writer (lock held on \(path))")

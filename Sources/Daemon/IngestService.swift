@@ -207,15 +207,12 @@ public struct IngestError: Error, Sendable, Codable, CustomStringConvertible {
         case .duplicateKeyInBatch(let key, _, let second): self.init(status: 409, e.description, sequence: second, key: key)
         case .datasetConflict: self.init(status: 409, e.description)
         case .invalidDatasetName, .invalidDataset, .invalidRecord: self.init(status: 400, e.description)
-        case .io(let m) where Self.isOutOfSpace(m), .catalog(let m) where Self.isOutOfSpace(m):
-            self.init(status: 507, "insufficient storage: \(m); nothing of this request was stored")
+        case _ where e.isOutOfSpace:
+            self.init(status: 507, "insufficient storage: \(e); nothing of this request was stored")
         default: self.init(status: 500, e.description)
         }
     }
 
     public var description: String { "\(status): \(error)" }
 
-    static func isOutOfSpace(_ message: String) -> Bool {
-        message.contains("No space left") || message.contains("Disk quota") || message.contains("disk is full")
-    }
 }

@@ -13,12 +13,12 @@ final class ShardFile: @unchecked Sendable {
     init(path: String, access: ShardReader.Access, limit: UInt64? = nil) throws(ShardError) {
         self.path = path
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw ShardError(path: path, reason: "cannot open for reading: \(errnoString())") }
+        guard fd >= 0 else { throw ShardError(path: path, reason: "cannot open for reading", errno: errno) }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
-            let e = errnoString()
+            let e = errno
             close(fd)
-            throw ShardError(path: path, reason: "fstat failed: \(e)")
+            throw ShardError(path: path, reason: "fstat", errno: e)
         }
         let fileSize = UInt64(st.st_size)
         if let limit, limit > fileSize {
@@ -30,9 +30,9 @@ final class ShardFile: @unchecked Sendable {
         if access == .mmap && size > 0 {
             let p = mmap(nil, Int(size), PROT_READ, MAP_SHARED, fd, 0)
             guard let p, p != MAP_FAILED else {
-                let e = errnoString()
+                let e = errno
                 close(fd)
-                throw ShardError(path: path, reason: "mmap of \(size) bytes failed: \(e)")
+                throw ShardError(path: path, reason: "mmap of \(size) bytes", errno: e)
             }
             mapping = UnsafeRawPointer(p)
         }
@@ -64,9 +64,8 @@ final class ShardFile: @unchecked Sendable {
             let n = pread(fd, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else {
-                throw ShardError(path: path, block: block,
-                                 reason: n == 0 ? "\(what): unexpected end of file at \(offset + UInt64(done))"
-                                                : "\(what): pread failed: \(errnoString())")
+                if n == 0 { throw ShardError(path: path, block: block, reason: "\(what): unexpected end of file at \(offset + UInt64(done))") }
+                throw ShardError(path: path, block: block, reason: "\(what): pread", errno: errno)
             }
             done += n
         }
@@ -74,4 +73,3 @@ final class ShardFile: @unchecked Sendable {
     }
 }
 
-func errnoString() -> String { String(cString: strerror(errno)) + " (errno \(errno))" }

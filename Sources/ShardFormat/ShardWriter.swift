@@ -92,7 +92,7 @@ public final class ShardWriter {
         try provenance.validate(path: path)
         try options.validate(path: path)
         let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw ShardError(path: path, reason: "cannot create: \(errnoString())") }
+        guard fd >= 0 else { throw ShardError(path: path, reason: "cannot create", errno: errno) }
         let header = FileHeader.encode(shardID: shardID, provenance: provenance)
         do throws(ShardError) {
             try writeAll(fd, header, at: 0, path: path)
@@ -117,10 +117,10 @@ public final class ShardWriter {
         for b in 0..<reader.blockCount { try reader.verifyBlock(b) }
         try options.validate(path: path)
         let fd = open(path, O_RDWR | O_CLOEXEC)
-        guard fd >= 0 else { throw ShardError(path: path, reason: "cannot reopen for writing: \(errnoString())") }
+        guard fd >= 0 else { throw ShardError(path: path, reason: "cannot reopen for writing", errno: errno) }
         do throws(ShardError) {
             guard ftruncate(fd, off_t(committedLength)) == 0 else {
-                throw ShardError(path: path, reason: "truncate to \(committedLength) failed: \(errnoString())")
+                throw ShardError(path: path, reason: "truncate to \(committedLength)", errno: errno)
             }
             try syncFile(fd, path: path)
         } catch {
@@ -262,7 +262,7 @@ public final class ShardWriter {
             fileLength += UInt64(w.bytes.count)
             try syncFile(fd, path: path)
             guard rename(path, finalPath) == 0 else {
-                throw ShardError(path: path, reason: "rename to \(finalPath) failed: \(errnoString())")
+                throw ShardError(path: path, reason: "rename to \(finalPath)", errno: errno)
             }
             try syncDirectory(of: finalPath)
             let from = (path as NSString).deletingLastPathComponent, to = (finalPath as NSString).deletingLastPathComponent
@@ -348,22 +348,26 @@ public struct DurabilityHandle: Sendable {
 
 func writeAll(_ fd: Int32, _ bytes: [UInt8], at offset: UInt64, path: String) throws(ShardError) {
     var done = 0
-    let failed: String? = bytes.withUnsafeBytes { b in
+    // nil: written; 0: the file took no bytes without an error; else errno.
+    let failed: Int32? = bytes.withUnsafeBytes { b in
         while done < b.count {
             let n = pwrite(fd, b.baseAddress! + done, b.count - done, off_t(offset) + off_t(done))
             if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return errnoString() }
+            if n < 0 { return errno }
+            if n == 0 { return 0 }
             done += n
         }
         return nil
     }
-    if let failed { throw ShardError(path: path, reason: "write of \(bytes.count) bytes at \(offset) failed: \(failed)") }
+    if let failed {
+        throw ShardError(path: path, reason: "write of \(bytes.count) bytes at \(offset)", errno: failed == 0 ? nil : failed)
+    }
 }
 
 func syncFile(_ fd: Int32, path: String) throws(ShardError) {
-    guard fsync(fd) == 0 else { throw ShardError(path: path, reason: "fsync failed: \(errnoString())") }
+    guard fsync(fd) == 0 else { throw ShardError(path: path, reason: "fsync", errno: errno) }
 }
 
 func syncDirectory(of path: String) throws(ShardError) {
-    if let failure = fsyncPath((path as NSString).deletingLastPathComponent) { throw ShardError(path: path, reason: failure) }
+    do { try fsyncPath((path as NSString).deletingLastPathComponent) } catch { throw ShardError(path: path, error) }
 }

@@ -13,7 +13,7 @@ private let systemWrite = Darwin.write
 #endif
 
 enum FileIO {
-    static func errorText() -> String { String(cString: strerror(errno)) }
+    static func errorText() -> String { SystemError.message(errno) }
 
     static func openRead(_ path: String) throws -> Int32 {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -70,7 +70,7 @@ enum FileIO {
 
     /// fsync of a directory, so a rename inside it is durable.
     static func syncDirectory(_ path: String) throws {
-        if let failure = fsyncPath(path) { throw ModelError.io(path: path, reason: failure) }
+        do { try fsyncPath(path) } catch { throw ModelError.io(path: path, reason: error.description) }
     }
 
     static func renameOrThrow(_ from: String, _ to: String) throws {

@@ -111,6 +111,6 @@ public enum RunCheckpoint {
     }
 
     static func sync(_ path: String) throws {
-        if let failure = fsyncPath(path) { throw TrainingError.io(failure) }
+        do { try fsyncPath(path) } catch { throw TrainingError.io(error.description) }
     }
 }
