@@ -175,7 +175,7 @@ public final class CacheStore: Sendable {
         let freshBytes = fresh.reduce(0) { $0 + $1.candidates * 5 + $1.positions * 8 }
         if freshBytes >= options.shardWriter.targetBlockBytes / 4 {
             do {
-                encoded = try ShardWriter.encodeBlocks(fresh, provenance: Self.provenance(of: info),
+                encoded = try ShardWriter.encodeBlocks(fresh, provenance: info.spec.provenance,
                                                        options: options.shardWriter, path: "shards/\(name)")
             } catch { throw StoreError(io: error) }
         }
@@ -458,19 +458,13 @@ public final class CacheStore: Sendable {
         }
     }
 
-    static func provenance(of info: DatasetInfo) -> ShardProvenance {
-        ShardProvenance(datasetName: info.spec.name, vocabSize: info.spec.vocabSize, policy: info.spec.policy,
-                        teacherId: info.spec.teacherId, tokenizerId: info.spec.tokenizerId,
-                        tokenizerHash: info.spec.tokenizerHash, logprobScale: info.spec.logprobScale)
-    }
-
     private func openNewShard(_ info: DatasetInfo) throws(StoreError) -> OpenShard {
         let generation = try catalog.nextGeneration(datasetId: info.id)
         let uuid = UUID()
         let dir = "shards/" + info.spec.name
         try FileOps.makeDirectory(directory + "/" + dir)
         let relative = dir + "/" + String(format: "%06d", generation) + "-" + uuid.uuidString.lowercased() + ".open"
-        let provenance = Self.provenance(of: info)
+        let provenance = info.spec.provenance
         let writer: ShardWriter
         let committed: UInt64
         do {

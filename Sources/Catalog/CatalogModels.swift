@@ -25,8 +25,14 @@ public struct DatasetSpec: Sendable, Equatable, Codable {
         self.logprobScale = logprobScale
     }
 
-    /// Largest vocabulary we accept: ids are stored as u32 and 2^24 is far beyond any tokenizer.
-    public static let maxVocabSize = 1 << 24
+    /// Largest vocabulary a shard can hold (ids are u32).
+    public static var maxVocabSize: Int { ShardProvenance.maxVocabSize }
+
+    /// The same settings as a shard header records them.
+    public var provenance: ShardProvenance {
+        ShardProvenance(datasetName: name, vocabSize: vocabSize, policy: policy, teacherId: teacherId,
+                        tokenizerId: tokenizerId, tokenizerHash: tokenizerHash, logprobScale: logprobScale)
+    }
 
     /// Field-by-field differences, for a 409 that says what changed.
     public func differences(from other: DatasetSpec) -> [String] {
@@ -44,16 +50,11 @@ public struct DatasetSpec: Sendable, Equatable, Codable {
 
     public func validate() throws(StoreError) {
         try DatasetSpec.validateName(name)
-        guard vocabSize >= 1, vocabSize <= Self.maxVocabSize else {
-            throw .invalidDataset("vocab_size must be 1…\(Self.maxVocabSize), got \(vocabSize)")
-        }
-        do { try policy.validate() } catch { throw .invalidDataset(error.description) }
-        guard logprobScale.isFinite, logprobScale >= 1, logprobScale <= 4096 else {
-            throw .invalidDataset("logprob_scale must be in [1, 4096] codes per nat, got \(logprobScale)")
-        }
+        if let why = provenance.invalidity() { throw .invalidDataset(why) }
+        // Beyond what a shard can hold: these strings reach logs and HTTP answers.
         for (field, value) in [("teacher_id", teacherId), ("tokenizer_id", tokenizerId), ("tokenizer_hash", tokenizerHash)]
-        where value.utf8.count > 1024 || value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
-            throw .invalidDataset("\(field) must be ≤ 1024 bytes without control characters")
+        where value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            throw .invalidDataset("\(field) must not contain control characters")
         }
     }
 

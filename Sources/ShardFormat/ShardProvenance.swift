@@ -41,21 +41,28 @@ public struct ShardProvenance: Sendable, Equatable, Codable {
 
     /// Throws naming the bad field (`path` is the shard the provenance belongs to).
     public func validate(path: String) throws(ShardError) {
-        func fail(_ r: String) -> ShardError { ShardError(path: path, reason: "invalid provenance: \(r)") }
+        if let why = invalidity() { throw ShardError(path: path, reason: "invalid provenance: \(why)") }
+    }
+
+    /// What is wrong with these settings, or nil: the one definition of a dataset's limits, used
+    /// by the shard reader and writer and by the catalog when a dataset is created (so settings a
+    /// shard cannot hold are refused at creation, not at the first append).
+    public func invalidity() -> String? {
         guard vocabSize >= 2, vocabSize <= Self.maxVocabSize else {
-            throw fail("vocab size must be 2…\(Self.maxVocabSize), got \(vocabSize)")
+            return "vocab_size must be 2…\(Self.maxVocabSize), got \(vocabSize)"
         }
-        do { try policy.validate() } catch { throw fail(error.description) }
+        do { try policy.validate() } catch { return error.description }
         guard logprobScale.isFinite, Self.logprobScaleRange.contains(logprobScale) else {
-            throw fail("logprob scale must be in \(Self.logprobScaleRange) codes per nat, got \(logprobScale)")
+            return "logprob_scale must be in [\(Int(Self.logprobScaleRange.lowerBound)), \(Int(Self.logprobScaleRange.upperBound))] codes per nat, got \(logprobScale)"
         }
-        guard !datasetName.isEmpty else { throw fail("dataset name is empty") }
-        for (name, s) in [("datasetName", datasetName), ("teacherId", teacherId),
-                          ("tokenizerId", tokenizerId), ("tokenizerHash", tokenizerHash)] {
+        guard !datasetName.isEmpty else { return "dataset name is empty" }
+        for (name, s) in [("dataset name", datasetName), ("teacher_id", teacherId),
+                          ("tokenizer_id", tokenizerId), ("tokenizer_hash", tokenizerHash)] {
             guard s.utf8.count <= Self.maxStringBytes else {
-                throw fail("\(name) is \(s.utf8.count) UTF-8 bytes, at most \(Self.maxStringBytes) allowed")
+                return "\(name) is \(s.utf8.count) UTF-8 bytes, at most \(Self.maxStringBytes) allowed"
             }
         }
+        return nil
     }
 
     /// The provenance body (see SHARD_FORMAT.md, "Provenance body").

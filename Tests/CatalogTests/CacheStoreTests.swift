@@ -32,6 +32,38 @@ final class CacheStoreTests: XCTestCase {
         XCTAssertEqual(try store.datasets().map(\.spec), [testSpec])
     }
 
+    /// The dataset's limits are the shard format's: what creation accepts, a shard can hold
+    /// (a vocab of 1 used to be created and then fail at the first append with a 500).
+    func testCreationAcceptsExactlyWhatAShardCanHold() throws {
+        let store = try CacheStore(directory: makeTemporaryDirectory())
+        let refused: [(WritableKeyPath<DatasetSpec, Int>?, WritableKeyPath<DatasetSpec, Float>?, Double, String)] = [
+            (\.vocabSize, nil, 1, "vocab_size must be 2…"), (\.vocabSize, nil, Double((1 << 32) + 1), "vocab_size must be 2…"),
+            (nil, \.logprobScale, 0.5, "logprob_scale must be in [1, 65536]"), (nil, \.logprobScale, 70_000, "logprob_scale must be in [1, 65536]"),
+            (nil, \.logprobScale, .nan, "logprob_scale must be in [1, 65536]"),
+        ]
+        for (intField, floatField, value, message) in refused {
+            var spec = testSpec
+            spec.name = "refused"
+            if let intField { spec[keyPath: intField] = Int(value) }
+            if let floatField { spec[keyPath: floatField] = Float(value) }
+            XCTAssertThrowsError(try store.createDataset(spec), "\(value)") { error in
+                guard case StoreError.invalidDataset(let m) = error else { return XCTFail("\(error)") }
+                XCTAssertTrue(m.contains(message), m)
+                XCTAssertNil(try? store.dataset(named: "refused"), "a refused dataset left a row")
+            }
+        }
+        // At the limits: created, and a shard takes and returns its sequences.
+        for (i, spec) in [DatasetSpec(name: "v2", vocabSize: 2, policy: SelectionPolicy(tau: 0.9, kMin: 1, kMax: 2)),
+                          DatasetSpec(name: "s65536", vocabSize: 3000, policy: testSpec.policy, logprobScale: 65_536)].enumerated() {
+            XCTAssertTrue(try store.createDataset(spec).created)
+            let records = randomRecords(5, prefix: "r\(i)-", spec: spec)
+            XCTAssertEqual(try store.appendDurably(dataset: spec.name, records: records).new, 5)
+            for r in records {
+                XCTAssertEqual(try store.read(dataset: spec.name, key: r.key), canonicalized(r, logprobScale: spec.logprobScale))
+            }
+        }
+    }
+
     func testAppendedSequencesReadBackAfterReopen() throws {
         let dir = makeTemporaryDirectory()
         let records = randomRecords(300)
