@@ -26,6 +26,9 @@ public final class CacheStore: Sendable {
         public var maxShardBytes: UInt64 = 256 << 20
         /// Told the duration and sequence count of every group commit (metrics).
         public var flushObserver: (@Sendable (Duration, Int) -> Void)?
+        /// Told when rotating a full shard fails: nothing acked is lost (the shard stays open, and
+        /// the next commit retries), but someone must hear of it.
+        public var sealFailureObserver: (@Sendable (_ shardPath: String, StoreError) -> Void)?
         public init() {}
     }
 
@@ -355,9 +358,10 @@ public final class CacheStore: Sendable {
             for row in snapshot.rows where s.pendingKeys[row.datasetId]?[row.key] == row.contentHash {
                 s.pendingKeys[row.datasetId]?[row.key] = nil
             }
-            // Rotate full shards that nothing was appended to since the snapshot.
+            // Rotate full shards that nothing was appended to since the snapshot. After the commit:
+            // a seal failure must not un-ack durable data.
             for (_, shard) in s.open where !shard.dirty && shard.entry.committedBytes >= options.maxShardBytes {
-                try? sealLocked(&s, shard)
+                do throws(StoreError) { try sealLocked(&s, shard) } catch { options.sealFailureObserver?(shard.entry.path, error) }
             }
         }
         options.flushObserver?(ContinuousClock.now - started, snapshot.rows.count)
@@ -371,67 +375,28 @@ public final class CacheStore: Sendable {
         return result
     }
 
-    /// Makes everything appended so far durable.
+    /// Makes everything appended so far durable (the group commit, run now).
     public func flush() throws(StoreError) {
         try requireWritable()
-        try flushLock.withLock { (_: inout Void) throws(StoreError) in
-            try state.withLock { (s: inout WriterState) throws(StoreError) in try self.flushLocked(&s) }
-        }
+        try flushLock.withLock { (_: inout Void) throws(StoreError) in try self.groupCommit() }
     }
 
-    /// Flushes and seals every open shard (of one dataset, or all).
+    /// Flushes and seals every open shard (of one dataset, or all). Appends may land between the
+    /// commit and the seal; a shard they touched is committed again before it is sealed.
     public func seal(dataset name: String? = nil) throws(StoreError) {
         try requireWritable()
         let only = try name.map { (n: String) throws(StoreError) in try dataset(named: n).id }
         try flushLock.withLock { (_: inout Void) throws(StoreError) in
-            try state.withLock { (s: inout WriterState) throws(StoreError) in
-                try self.flushLocked(&s)
-                for (datasetId, shard) in s.open where only == nil || only == datasetId {
-                    try self.sealLocked(&s, shard)
+            while true {
+                try self.groupCommit()
+                let sealed = try state.withLock { (s: inout WriterState) throws(StoreError) -> Bool in
+                    let targets = s.open.filter { only == nil || only == $0.key }
+                    guard !targets.values.contains(where: \.dirty) else { return false }
+                    for (_, shard) in targets { try self.sealLocked(&s, shard) }
+                    return true
                 }
+                if sealed { return }
             }
-        }
-    }
-
-    private func flushLocked(_ s: inout WriterState) throws(StoreError) {
-        guard s.committed < s.appended || s.open.values.contains(where: \.dirty) else {
-            s.committed = s.appended
-            return
-        }
-        let started = ContinuousClock.now
-        var commit = CatalogDB.Commit()
-        var flushed: [(datasetId: Int64, length: UInt64, blocks: Int)] = []
-        do throws(StoreError) {
-            for (datasetId, shard) in s.open where shard.dirty {
-                let length: UInt64
-                do { length = try shard.writer.flush() } catch { throw StoreError(io: error) }
-                commit.shards.append(.init(shardId: shard.entry.id, committedBytes: length,
-                                           blocks: shard.writer.blockCount, coverageDelta: shard.pendingCoverage))
-                flushed.append((datasetId, length, shard.writer.blockCount))
-            }
-            commit.sequences = s.pendingRows
-            try catalog.commit(commit)
-        } catch {
-            // The catalog still holds the old committed lengths: cut the shards back to them.
-            abandonPendingLocked(&s, error: error)
-            throw error
-        }
-        options.flushObserver?(ContinuousClock.now - started, commit.sequences.count)
-        for (datasetId, length, blocks) in flushed {
-            guard var shard = s.open[datasetId] else { continue }
-            shard.entry.committedBytes = length
-            shard.entry.blocks = blocks
-            shard.entry.coverage.merge(shard.pendingCoverage)
-            shard.pendingCoverage = CoverageStats()
-            shard.dirty = false
-            s.open[datasetId] = shard
-        }
-        s.pendingRows.removeAll(keepingCapacity: true)
-        s.pendingKeys.removeAll(keepingCapacity: true)
-        s.committed = s.appended
-        // Rotation happens after the commit: a seal failure must not un-ack durable data.
-        for (_, shard) in s.open where shard.entry.committedBytes >= options.maxShardBytes {
-            try? sealLocked(&s, shard)
         }
     }
 
@@ -480,7 +445,16 @@ public final class CacheStore: Sendable {
     private func sealLocked(_ s: inout WriterState, _ shard: OpenShard) throws(StoreError) {
         let finalRelative = Self.sealedPath(for: shard.entry.path)
         let sealed: SealedShard
-        do { sealed = try shard.writer.seal(to: directory + "/" + finalRelative) } catch { throw StoreError(io: error) }
+        do { sealed = try shard.writer.seal(to: directory + "/" + finalRelative) } catch {
+            // The failed seal left a footer past the committed length and a writer that refuses
+            // further appends: cut the file back and keep appending to it (nothing acked is lost,
+            // and the next append does not fail for this).
+            if let writer = try? ShardWriter.resume(path: directory + "/" + shard.entry.path,
+                                                    committedLength: shard.entry.committedBytes, options: options.shardWriter) {
+                s.open[shard.entry.datasetId] = OpenShard(entry: shard.entry, writer: writer)
+            }
+            throw StoreError(io: error)
+        }
         s.open[shard.entry.datasetId] = nil
         try catalog.markSealed(shardId: shard.entry.id, path: finalRelative, bytes: sealed.bytes, blocks: sealed.blocks,
                                fileHash: sealed.fileHash)

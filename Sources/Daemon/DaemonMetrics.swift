@@ -14,6 +14,8 @@ final class DaemonMetrics: Sendable {
     let bytesIn: CoreMetrics.Counter
     let bytesOut: CoreMetrics.Counter
     let bytesShared: CoreMetrics.Counter
+    /// Full shards whose rotation failed (they stay open; nothing acked is lost).
+    let sealFailures: CoreMetrics.Counter
     let sharedRegions: CoreMetrics.Gauge
     let sharedMappedBytes: CoreMetrics.Gauge
     let inflightBytes: CoreMetrics.Gauge
@@ -33,6 +35,7 @@ final class DaemonMetrics: Sendable {
         bytesIn = CoreMetrics.Counter(label: "logitd_bytes_in_total", factory: factory)
         bytesOut = CoreMetrics.Counter(label: "logitd_bytes_out_total", factory: factory)
         bytesShared = CoreMetrics.Counter(label: "logitd_shared_memory_bytes_total", factory: factory)
+        sealFailures = CoreMetrics.Counter(label: "logitd_seal_failures_total", factory: factory)
         sharedRegions = CoreMetrics.Gauge(label: "logitd_shared_memory_regions", factory: factory)
         sharedMappedBytes = CoreMetrics.Gauge(label: "logitd_shared_memory_mapped_bytes", factory: factory)
         inflightBytes = CoreMetrics.Gauge(label: "logitd_inflight_bytes", factory: factory)

@@ -152,9 +152,10 @@ public final class IngestService: Sendable {
         return try body(UnsafeBufferPointer(start: copy.baseAddress!.assumingMemoryBound(to: T.self), count: count))
     }
 
-    /// Seals the open shards of datasets idle for `sealIdleSeconds`.
-    func sealIdle() async {
-        guard settings.sealIdleSeconds > 0 else { return }
+    /// Seals the open shards of datasets idle for `sealIdleSeconds`; returns the datasets whose
+    /// seal failed, with why (their shards stay open and are retried when idle again).
+    func sealIdle() async -> [(dataset: String, error: any Error)] {
+        guard settings.sealIdleSeconds > 0 else { return [] }
         let limit = Duration.milliseconds(Int(settings.sealIdleSeconds * 1000))
         let idle = lastAppend.withLock { last in
             let now = ContinuousClock.now
@@ -162,10 +163,16 @@ public final class IngestService: Sendable {
             for n in names { last[n] = nil }
             return names
         }
+        var failed: [(dataset: String, error: any Error)] = []
         for name in idle {
             let store = self.store
-            _ = try? await offload { try store.seal(dataset: name) }
+            do { try await offload { try store.seal(dataset: name) } } catch {
+                metrics.sealFailures.increment()
+                lastAppend.withLock { $0[name] = $0[name] ?? ContinuousClock.now }
+                failed.append((name, error))
+            }
         }
+        return failed
     }
 }
 

@@ -41,6 +41,11 @@ public enum LogitDaemon {
 
         var options = settings.storeOptions
         options.flushObserver = { duration, _ in metrics.fsyncLatency.recordNanoseconds(duration.nanoseconds) }
+        options.sealFailureObserver = { [logger] path, error in
+            metrics.sealFailures.increment()
+            logger.error("sealing a full shard failed; it stays open and is retried after the next commit",
+                         metadata: ["shard": "\(path)", "error": "\(error)"])
+        }
         let recovery = RecoveryService(settings: settings, options: options, metrics: metrics, holder: holder,
                                        logger: logger)
         let group = ServiceGroup(configuration: .init(
@@ -92,7 +97,10 @@ struct RecoveryService: Service {
         try? await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 try await Task.sleep(for: .seconds(1))
-                await service.sealIdle()
+                for (dataset, error) in await service.sealIdle() {
+                    logger.error("sealing an idle dataset failed; its shard stays open and is retried when idle again",
+                                 metadata: ["dataset": "\(dataset)", "error": "\(error)"])
+                }
                 for name in service.regions.dropOrphans() {
                     logger.info("unregistered shared-memory region of an exited process", metadata: ["region": "\(name)"])
                 }

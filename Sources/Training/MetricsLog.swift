@@ -27,14 +27,25 @@ public final class MetricsLog {
 
     deinit { try? handle.close() }
 
-    /// Writes one line. Non-finite numbers are written as null (JSON has no NaN).
-    public func append(_ fields: [String: MetricValue]) throws {
-        var object: [String: Any] = [:]
-        for (k, v) in fields { object[k] = v.jsonObject }
-        var line = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-        line.append(0x0A)
-        try handle.write(contentsOf: line)
+    /// Writes one line (keys sorted, snake_case).
+    public func append(_ line: MetricsLine) throws {
+        var data = try Self.encoder.encode(line.withoutNonFiniteValues())
+        data.append(0x0A)
+        try handle.write(contentsOf: data)
     }
+
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.keyEncodingStrategy = .convertToSnakeCase
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }()
+
+    static let decoder: JSONDecoder = {
+        let d = JSONDecoder()
+        d.keyDecodingStrategy = .convertFromSnakeCase
+        return d
+    }()
 
     /// Makes every line so far durable (called at checkpoints, so metrics and checkpoint agree).
     public func sync() throws { try handle.synchronize() }
@@ -48,8 +59,8 @@ public final class MetricsLog {
         var kept = Data()
         var dropped = false
         for line in data.split(separator: 0x0A, omittingEmptySubsequences: false) where !line.isEmpty {
-            let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any]
-            if step > 0, let lineStep = object?["step"] as? Int, lineStep <= step {
+            let parsed = try? decoder.decode(MetricsLine.self, from: Data(line))
+            if step > 0, let lineStep = parsed?.step, lineStep <= step {
                 kept.append(line)
                 kept.append(0x0A)
             } else {
@@ -62,35 +73,59 @@ public final class MetricsLog {
         }
     }
 
-    /// Reads a metrics file back (for plots and reports); lines that are not objects are errors.
-    public static func read(path: String) throws -> [[String: Any]] {
-        let text = try String(contentsOfFile: path, encoding: .utf8)
-        var rows: [[String: Any]] = []
-        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
-            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-                throw TrainingError.io("\(path) line \(n + 1) is not a JSON object")
+    /// Reads a metrics file back (for plots and reports); a line that is not a metrics line is an
+    /// error naming it.
+    public static func read(path: String) throws -> [MetricsLine] {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch { throw TrainingError.io("cannot read \(path): \(error)") }
+        return try text.split(separator: "\n", omittingEmptySubsequences: true).enumerated().map { n, line in
+            do { return try decoder.decode(MetricsLine.self, from: Data(line.utf8)) } catch {
+                throw TrainingError.io("\(path) line \(n + 1) is not a metrics line: \(error)")
             }
-            rows.append(object)
         }
-        return rows
     }
 }
 
-/// A value in a metrics line.
-public enum MetricValue: Sendable, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral, ExpressibleByStringLiteral {
-    case int(Int)
-    case double(Double)
-    case string(String)
+/// One line of metrics.jsonl: a training step or an evaluation. The file a user greps, plots
+/// or loads into pandas; `scripts/experiment.py` reads it too.
+public struct MetricsLine: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable { case train, eval }
 
-    public init(integerLiteral value: Int) { self = .int(value) }
-    public init(floatLiteral value: Double) { self = .double(value) }
-    public init(stringLiteral value: String) { self = .string(value) }
+    public var phase: String?
+    public var kind: Kind
+    public var step: Int
+    // A training step.
+    public var loss: Double?
+    /// Cross-entropy: the step's (train) or the held-out text's (eval).
+    public var ce: Double?
+    public var kd: Double?
+    public var lr: Double?
+    public var gradNorm: Double?
+    public var tokens: Int?
+    public var stepSeconds: Double?
+    public var elapsedSeconds: Double?
+    public var clippedFraction: Double?
+    // An evaluation.
+    public var name: String?
+    public var ppl: Double?
+    public var top1: Double?
+    public var evalTokens: Int?
+    public var klToBase: Double?
 
-    var jsonObject: Any {
-        switch self {
-        case .int(let v): return v
-        case .double(let v): return v.isFinite ? v : NSNull()
-        case .string(let v): return v
+    public init(kind: Kind, step: Int, phase: String? = nil) {
+        self.kind = kind
+        self.step = step
+        self.phase = phase
+    }
+
+    /// JSON has no NaN or infinity: a non-finite value (a diverged loss, an overflowing
+    /// perplexity) is left out of the line rather than written as invalid JSON.
+    func withoutNonFiniteValues() -> MetricsLine {
+        var l = self
+        for key in [\MetricsLine.loss, \.ce, \.kd, \.lr, \.gradNorm, \.stepSeconds, \.elapsedSeconds, \.clippedFraction,
+                    \.ppl, \.top1, \.klToBase] where l[keyPath: key]?.isFinite == false {
+            l[keyPath: key] = nil
         }
+        return l
     }
 }

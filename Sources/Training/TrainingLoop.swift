@@ -97,14 +97,16 @@ public final class TrainingLoop {
                 windowTokens = 0
             }
             let r = outcome.result
-            var line: [String: MetricValue] = [
-                "phase": .string(state.phase), "kind": "train", "step": .int(s), "loss": .double(r.loss.loss),
-                "ce": .double(r.loss.crossEntropy), "lr": .double(Double(r.telemetry.learningRate)),
-                "grad_norm": .double(r.gradNorm), "tokens": .int(state.tokensSeen),
-                "step_seconds": .double(seconds), "elapsed_seconds": .double(state.elapsedSeconds),
-                "clipped_fraction": .double(r.telemetry.clippedFraction),
-            ]
-            if r.loss.distillation != 0 { line["kd"] = .double(r.loss.distillation) }
+            var line = MetricsLine(kind: .train, step: s, phase: state.phase)
+            line.loss = r.loss.loss
+            line.ce = r.loss.crossEntropy
+            if r.loss.distillation != 0 { line.kd = r.loss.distillation }
+            line.lr = Double(r.telemetry.learningRate)
+            line.gradNorm = r.gradNorm
+            line.tokens = state.tokensSeen
+            line.stepSeconds = seconds
+            line.elapsedSeconds = state.elapsedSeconds
+            line.clippedFraction = r.telemetry.clippedFraction
             try metrics.append(line)
             progress.update(done: s, fields: String(format: "loss %.4f", r.loss.loss), rate: rate)
             if settings.evalEvery > 0, s % settings.evalEvery == 0, s < settings.totalSteps { try evaluate(progress) }
@@ -121,11 +123,13 @@ public final class TrainingLoop {
             let klBase = baseEvals.map { $0.contains(e.name) } ?? true ? base : nil
             let result = try Evaluation.score(model: trainer.model, base: klBase, tokens: e.tokens, length: settings.evalLength,
                                               maxTokens: settings.evalTokens)
-            var line: [String: MetricValue] = [
-                "phase": .string(state.phase), "kind": "eval", "name": .string(e.name), "step": .int(state.step),
-                "ce": .double(result.crossEntropy), "ppl": .double(result.perplexity), "top1": .double(result.top1),
-                "eval_tokens": .int(result.tokens)]
-            if let kl = result.klToBase { line["kl_to_base"] = .double(kl) }
+            var line = MetricsLine(kind: .eval, step: state.step, phase: state.phase)
+            line.name = e.name
+            line.ce = result.crossEntropy
+            line.ppl = result.perplexity
+            line.top1 = result.top1
+            line.evalTokens = result.tokens
+            line.klToBase = result.klToBase
             try metrics.append(line)
             let kl = result.klToBase.map { String(format: ", KL to base %.4f", $0) } ?? ""
             progress.log(String(format: "step %d  %@ perplexity %.2f, top-1 %.3f%@ (%d tokens)", state.step, e.name,
@@ -144,8 +148,9 @@ public final class TrainingLoop {
         let rows = try MetricsLog.read(path: run + "/metrics.jsonl")
         var train: [(x: Double, y: Double)] = []
         var window: [Double] = []
-        for row in rows where row["kind"] as? String == "train" {
-            guard let s = row["step"] as? Int, let l = row["loss"] as? Double else { continue }
+        for row in rows where row.kind == .train {
+            guard let l = row.loss else { continue }
+            let s = row.step
             window.append(l)
             if window.count > 20 { window.removeFirst() }
             train.append((Double(s), window.reduce(0, +) / Double(window.count)))
@@ -153,9 +158,8 @@ public final class TrainingLoop {
         var series = [LossPlot.Series(name: "train loss", points: train)]
         for e in evals {
             let points = rows.compactMap { row -> (x: Double, y: Double)? in
-                guard row["kind"] as? String == "eval", row["name"] as? String == e.name,
-                      let s = row["step"] as? Int, let ce = row["ce"] as? Double else { return nil }
-                return (Double(s), ce)
+                guard row.kind == .eval, row.name == e.name, let ce = row.ce else { return nil }
+                return (Double(row.step), ce)
             }
             series.append(LossPlot.Series(name: "\(e.name) CE", points: points))
         }

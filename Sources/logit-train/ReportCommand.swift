@@ -86,9 +86,8 @@ struct Report: ParsableCommand {
             for r in recipes {
                 let rows = (try? MetricsLog.read(path: "\(dir)/recipes/\(r)/metrics.jsonl")) ?? []
                 let points = rows.compactMap { row -> (x: Double, y: Double)? in
-                    guard row["kind"] as? String == "eval", row["name"] as? String == name,
-                          let s = row["step"] as? Int, let ce = row["ce"] as? Double else { return nil }
-                    return (Double(s), exp(ce))
+                    guard row.kind == .eval, row.name == name, let ce = row.ce else { return nil }
+                    return (Double(row.step), exp(ce))
                 }
                 series.append(LossPlot.Series(name: r, points: points))
             }
@@ -128,7 +127,7 @@ struct Report: ParsableCommand {
         // When the method's training loss fell but its full-softmax perplexity rose, the model
         // moved probability to tokens outside the sets: say so, with the numbers that show it.
         let trainLoss = ((try? MetricsLog.read(path: dir + "/recipes/\(method)/metrics.jsonl")) ?? [])
-            .filter { $0["kind"] as? String == "train" }.compactMap { $0["loss"] as? Double }
+            .filter { $0.kind == .train }.compactMap(\.loss)
         if let first = trainLoss.first, let last = trainLoss.last, last < first, m.domain_ppl > b.domain_ppl {
             findings.append(String(format: "**Why.** %@'s own training loss (cross-entropy restricted to each stored set) fell from %.2f to %.2f while its full-softmax perplexity rose: the model moved probability onto tokens outside the candidate sets, which no term of the restricted loss penalizes (it only pushes down the non-gold candidates inside each set, i.e. the frequent tokens).",
                                    method, first, last))

@@ -1,3 +1,4 @@
+import Synchronization
 import Foundation
 import LogitCore
 import ShardFormat
@@ -62,6 +63,37 @@ final class CacheStoreTests: XCTestCase {
                 XCTAssertEqual(try store.read(dataset: spec.name, key: r.key), canonicalized(r, logprobScale: spec.logprobScale))
             }
         }
+    }
+
+    /// A full shard whose rotation fails (here: a directory sits where the sealed file must go)
+    /// is reported, loses nothing, keeps taking appends, and is sealed by a later commit.
+    func testAFailedRotationIsReportedLosesNothingAndIsRetried() throws {
+        let dir = makeTemporaryDirectory()
+        let failures = Mutex<[String]>([])
+        var options = CacheStore.Options()
+        options.maxShardBytes = 1  // every commit rotates
+        options.sealFailureObserver = { path, error in failures.withLock { $0.append("\(path): \(error)") } }
+        let store = try CacheStore(directory: dir, options: options)
+        try store.createDataset(testSpec)
+        let records = randomRecords(30)
+        let first = try store.append(dataset: "web-en", records: Array(records[0..<10]))
+        let shards = dir + "/shards/web-en"
+        let open = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: shards).first { $0.hasSuffix(".open") })
+        let obstacle = shards + "/" + open.dropLast(5) + ".lgs"
+        try FileManager.default.createDirectory(atPath: obstacle + "/occupied", withIntermediateDirectories: true)
+        try store.waitDurable(first.ticket)  // acked although the rotation after the commit fails
+        XCTAssertEqual(failures.withLock { $0.count }, 1)
+        XCTAssertTrue(failures.withLock { $0.first ?? "" }.contains(String(open)), "\(failures.withLock { $0 })")
+        // The next batch goes into the same, still open shard without an error.
+        XCTAssertEqual(try store.appendDurably(dataset: "web-en", records: Array(records[10..<20])).new, 10)
+        XCTAssertEqual(failures.withLock { $0.count }, 2, "the rotation is retried after each commit")
+        try FileManager.default.removeItem(atPath: obstacle)
+        XCTAssertEqual(try store.appendDurably(dataset: "web-en", records: Array(records[20..<30])).new, 10)
+        XCTAssertEqual(failures.withLock { $0.count }, 2)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: obstacle), "the retried rotation sealed the shard")
+        let audit = try CacheVerifier(store: store).verify()
+        XCTAssertTrue(audit.isClean, "\(audit.problems)")
+        for r in records { XCTAssertEqual(try store.read(dataset: "web-en", key: r.key), canonicalized(r, logprobScale: 64)) }
     }
 
     func testAppendedSequencesReadBackAfterReopen() throws {

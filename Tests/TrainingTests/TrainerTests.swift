@@ -175,8 +175,8 @@ final class TrainerTests: XCTestCase {
             XCTAssertTrue(x.value.elementsEqual(y.value), "tensor \(x.name) of the resumed run differs from the uninterrupted run's")
         }
         XCTAssertEqual(l3.state.tokensSeen, l1.state.tokensSeen)
-        let trainLines = try MetricsLog.read(path: broken + "/metrics.jsonl").filter { $0["kind"] as? String == "train" }
-        XCTAssertEqual(trainLines.compactMap { $0["step"] as? Int }, [1, 2, 3, 4, 5, 6, 7, 8],
+        let trainLines = try MetricsLog.read(path: broken + "/metrics.jsonl").filter { $0.kind == .train }
+        XCTAssertEqual(trainLines.map(\.step), [1, 2, 3, 4, 5, 6, 7, 8],
                        "the interrupted attempt's lines after its checkpoint are dropped, so each step is logged once")
         let svg = try String(contentsOfFile: broken + "/loss.svg", encoding: .utf8)
         XCTAssertTrue(svg.contains("heldout CE"))

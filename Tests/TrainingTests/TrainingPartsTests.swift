@@ -59,12 +59,19 @@ final class TrainingPartsTests: XCTestCase {
         let dir = NSTemporaryDirectory() + "metrics-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let path = dir + "/metrics.jsonl"
-        try MetricsLog(path: path, keepingStepsThrough: 0).append(["step": 1, "loss": 2.5, "kind": "train"])
-        try MetricsLog(path: path, keepingStepsThrough: 1).append(["step": 2, "loss": .double(.nan), "kind": "train"])
+        func train(_ step: Int, loss: Double) -> MetricsLine {
+            var line = MetricsLine(kind: .train, step: step)
+            line.loss = loss
+            return line
+        }
+        try MetricsLog(path: path, keepingStepsThrough: 0).append(train(1, loss: 2.5))
+        try MetricsLog(path: path, keepingStepsThrough: 1).append(train(2, loss: .nan))
         let rows = try MetricsLog.read(path: path)
         XCTAssertEqual(rows.count, 2)
-        XCTAssertEqual(rows[0]["loss"] as? Double, 2.5)
-        XCTAssertTrue(rows[1]["loss"] is NSNull, "NaN must be written as null, not as invalid JSON")
+        XCTAssertEqual(rows[0].loss, 2.5)
+        XCTAssertNil(rows[1].loss, "NaN must be left out, not written as invalid JSON")
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        XCTAssertEqual(text.split(separator: "\n").first, #"{"kind":"train","loss":2.5,"step":1}"#, "keys sorted, snake_case")
         let handle = try XCTUnwrap(FileHandle(forWritingAtPath: path))
         handle.seekToEndOfFile()
         handle.write(Data("{\"step\": 3, trunc\n".utf8))
@@ -80,16 +87,23 @@ final class TrainingPartsTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/metrics.jsonl"
         let log = try MetricsLog(path: path, keepingStepsThrough: 0)
-        try log.append(["step": 0, "kind": "eval", "ppl": 30.0])
-        for s in 1...4 { try log.append(["step": .int(s), "kind": "train", "loss": 2.0]) }
+        var eval = MetricsLine(kind: .eval, step: 0)
+        eval.ppl = 30
+        try log.append(eval)
+        func train(_ step: Int, loss: Double) -> MetricsLine {
+            var line = MetricsLine(kind: .train, step: step)
+            line.loss = loss
+            return line
+        }
+        for s in 1...4 { try log.append(train(s, loss: 2)) }
         let handle = try XCTUnwrap(FileHandle(forWritingAtPath: path))
         handle.seekToEndOfFile()
         handle.write(Data("{\"kind\": \"train\", \"st".utf8))
         try handle.close()
-        try MetricsLog(path: path, keepingStepsThrough: 2).append(["step": 3, "kind": "train", "loss": 1.5])
+        try MetricsLog(path: path, keepingStepsThrough: 2).append(train(3, loss: 1.5))
         let rows = try MetricsLog.read(path: path)
-        XCTAssertEqual(rows.compactMap { $0["step"] as? Int }, [0, 1, 2, 3])
-        XCTAssertEqual(rows.last?["loss"] as? Double, 1.5, "the resumed run's step 3, not the killed run's")
+        XCTAssertEqual(rows.map(\.step), [0, 1, 2, 3])
+        XCTAssertEqual(rows.last?.loss, 1.5, "the resumed run's step 3, not the killed run's")
         _ = try MetricsLog(path: path, keepingStepsThrough: 0)
         XCTAssertEqual(try MetricsLog.read(path: path).count, 0)
     }
