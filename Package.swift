@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.5.0"),
     ],
     targets: [
         // System libraries from Debian's -dev packages (see Makefile `deps`).
@@ -70,15 +71,19 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "SystemPackage", package: "swift-system"),
         ]),
         // Swift client of logitd's API (AsyncHTTPClient), with retries on 503 and connection errors.
         .target(name: "LogitClient", dependencies: ["LogitCore", "WireFormat", "Catalog", "SharedMemory",
                                                     .product(name: "AsyncHTTPClient", package: "async-http-client"),
                                                     .product(name: "NIOCore", package: "swift-nio"),
                                                     .product(name: "NIOHTTP1", package: "swift-nio")]),
-        // Stage 1 data path: memory-mapped, deterministic, resumable replay of a cache, and the
-        // restricted-softmax losses (CE_S, KD) beside the full-vocabulary reference.
-        .target(name: "Replay", dependencies: ["LogitCore", "ShardFormat", "Catalog", "COpenBLAS"]),
+        // Stage 1 data path: memory-mapped, deterministic, resumable replay of a cache into the
+        // losses' candidate batches.
+        .target(name: "Replay", dependencies: ["LogitCore", "Losses", "ShardFormat", "Catalog"]),
+        // The LM-head losses over candidate sets: restricted softmax (CE_S, KD_S), tail-aware
+        // (S ∪ {tail}), and the full-vocabulary reference. Learning side: no storage below it.
+        .target(name: "Losses", dependencies: ["LogitCore", "COpenBLAS"]),
         // GGUF model files (llama.cpp's format): header, metadata, tensor directory, dequantization
         // of its block types to f32. See schema/GGUF.md.
         .target(name: "GGUF"),
@@ -88,7 +93,7 @@ let package = Package(
         // The training loop shared by logit-train, logit-teach and logit-bench: corpora as token
         // windows, one step (model → LM-head loss → backward → optimizer), evaluation, run
         // directories, metrics, progress and plots.
-        .target(name: "Training", dependencies: ["LogitCore", "Catalog", "Replay", "Optim", "TinyLM"]),
+        .target(name: "Training", dependencies: ["LogitCore", "Losses", "Replay", "Optim", "TinyLM"]),
         // MoClip, AdamW, Adam-atan2 over named fp32 tensors.
         .target(name: "Optim"),
 
@@ -102,8 +107,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "logit-bench", dependencies: [
-            "LogitCore", "ShardFormat", "Catalog", "Optim", "Replay", "WireFormat", "LogitClient", "SharedMemory", "TinyLM",
-            "Training", "COpenBLAS",
+            "LogitCore", "ShardFormat", "Catalog", "Optim", "Losses", "Replay", "WireFormat", "LogitClient", "SharedMemory", "TinyLM",
+            "Training", "COpenBLAS", "CZstd",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
@@ -114,7 +119,7 @@ let package = Package(
         ]),
         // Pretraining, Stage 1 replay training and evaluation of TinyLM models.
         .executableTarget(name: "logit-train", dependencies: [
-            "LogitCore", "Catalog", "Replay", "Optim", "TinyLM", "Training", "GGUF",
+            "LogitCore", "Catalog", "Losses", "Replay", "Optim", "TinyLM", "Training", "GGUF",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Writes and flushes sequences until killed; the crash tests SIGKILL it.
@@ -128,9 +133,11 @@ let package = Package(
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "ShardFormat", "LogitCore", "WireFormat"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim"]),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF"]),
-        .testTarget(name: "TinyLMTests", dependencies: ["TinyLM", "Optim", "Replay", "GGUF"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "TinyLM", "Optim", "Replay", "Catalog", "LogitCore"]),
+        .testTarget(name: "TinyLMTests", dependencies: ["TinyLM", "Optim", "Losses", "GGUF"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "TinyLM", "Optim", "Losses", "Replay", "Catalog", "LogitCore"]),
         .testTarget(name: "ReplayTests", dependencies: ["Replay", "Catalog", "ShardFormat", "LogitCore"]),
+        // Replay and Catalog only for the PyTorch parity fixture, which also records a cache's replay order.
+        .testTarget(name: "LossesTests", dependencies: ["Losses", "LogitCore", "Replay", "Catalog"]),
         .testTarget(name: "WireFormatTests", dependencies: ["WireFormat", "LogitCore"]),
         .testTarget(name: "SharedMemoryTests", dependencies: ["SharedMemory"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "LogitClient", "SharedMemory", "Catalog", "WireFormat", "LogitCore"]),

@@ -90,6 +90,12 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
     }
     /// Uniform in [0, 1).
     @inlinable public mutating func nextUnit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+    /// Uniform index in 0..<bound by Lemire's multiply-high (no modulo, no rejection: the bias is
+    /// below 2⁻³² for any realistic bound, and the result is exactly reproducible). The replay
+    /// order (schema/REPLAY_ORDER.md) and the tail loss's negative draws are defined with it.
+    @inlinable public mutating func below(_ bound: Int) -> Int {
+        Int(truncatingIfNeeded: next().multipliedFullWidth(by: UInt64(bound)).high)
+    }
 }
 
 /// Acklam's rational approximation of the standard normal quantile (|error| < 1.2e-9).

@@ -1,4 +1,5 @@
 import LogitCore
+import Losses
 
 /// One training batch, packed: rows are sequence chunks laid end to end without padding
 /// (row r = positions `rowOffsets[r] ..< rowOffsets[r+1]`), and everything per position is flat

@@ -13,8 +13,6 @@ public enum ReplayError: Error, Sendable, Equatable, CustomStringConvertible {
     case stateMismatch(String)
     /// A shard's bytes did not decode.
     case corrupt(String)
-    /// Loss inputs with inconsistent shapes or values.
-    case invalidLossInput(String)
 
     public var description: String {
         switch self {
@@ -23,7 +21,6 @@ public enum ReplayError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalidOptions(let s): "replay: invalid options: \(s)"
         case .stateMismatch(let s): "replay: resume state mismatch: \(s)"
         case .corrupt(let s): "replay: corrupt shard: \(s)"
-        case .invalidLossInput(let s): "loss: invalid input: \(s)"
         }
     }
 }

@@ -20,17 +20,11 @@ public enum ReplayOrder {
         SplitMix64.mix(seed ^ SplitMix64.mix(UInt64(truncatingIfNeeded: epoch) &+ 0x5245_504C_4159_0001))
     }
 
-    /// Uniform index in 0..<bound by Lemire's multiply-high (no modulo, no rejection: the bias is
-    /// below 2⁻³² for any realistic bound, and the result is exactly reproducible).
-    static func below(_ bound: Int, _ rng: inout SplitMix64) -> Int {
-        Int(truncatingIfNeeded: rng.next().multipliedFullWidth(by: UInt64(bound)).high)
-    }
-
     /// Explicit Fisher–Yates, high index down to 1.
     static func shuffle<T>(_ a: inout [T], _ range: Range<Int>, _ rng: inout SplitMix64) {
         var i = range.upperBound - 1
         while i > range.lowerBound {
-            let j = range.lowerBound + below(i - range.lowerBound + 1, &rng)
+            let j = range.lowerBound + rng.below(i - range.lowerBound + 1)
             a.swapAt(i, j)
             i -= 1
         }

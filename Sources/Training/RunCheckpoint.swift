@@ -2,6 +2,7 @@ import Foundation
 import LogitCore
 import Optim
 import Replay
+import Losses
 import TinyLM
 
 /// Where a run stands, saved beside the model and optimizer so `--out` of an interrupted run

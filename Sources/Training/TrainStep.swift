@@ -1,5 +1,5 @@
 import Optim
-import Replay
+import Losses
 import TinyLM
 
 /// What a trainer step optimizes with: the recipe's LM-head loss and optimizer.

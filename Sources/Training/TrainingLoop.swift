@@ -1,6 +1,7 @@
 import Foundation
 import Optim
 import Replay
+import Losses
 import TinyLM
 
 /// The loop both training commands share: steps, metrics lines, progress, periodic held-out

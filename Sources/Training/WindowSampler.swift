@@ -1,5 +1,5 @@
 import LogitCore
-import Replay
+import Losses
 
 /// Pretraining batches: `batchSize` windows of `length` + 1 tokens drawn uniformly from a token
 /// stream. The starts of step s are a pure function of (seed, s), so a resumed run needs only

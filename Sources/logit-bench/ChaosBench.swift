@@ -4,6 +4,7 @@ import Foundation
 import LogitClient
 import LogitCore
 import Replay
+import Losses
 import ShardFormat
 import WireFormat
 

@@ -2,7 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import LogitCore
-import Replay
+import Losses
 
 /// `logit-bench loss`: forward + backward of the fused LM head + loss — the restricted softmax
 /// over the stored candidate sets, the tail-aware loss (sets + sampled negatives) and the

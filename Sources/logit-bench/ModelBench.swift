@@ -2,7 +2,7 @@ import ArgumentParser
 import COpenBLAS
 import Foundation
 import Optim
-import Replay
+import Losses
 import TinyLM
 import Training
 

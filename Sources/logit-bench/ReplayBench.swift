@@ -4,6 +4,7 @@ import Dispatch
 import Foundation
 import LogitCore
 import Replay
+import Losses
 
 /// `logit-bench replay`: positions per second delivered as training batches to one consumer,
 /// in the shuffled order and, as the baseline in the same run, in file order. The cache is

@@ -1,6 +1,6 @@
 import Foundation
 import LogitCore
-import Replay
+import Losses
 import Training
 
 /// The candidate sets of the benchmarks: `SyntheticTeacher` rows (V = 151,936 by default),

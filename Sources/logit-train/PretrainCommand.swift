@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import LogitCore
 import Optim
-import Replay
+import Losses
 import TinyLM
 import Training
 

@@ -3,6 +3,7 @@ import Catalog
 import Foundation
 import Optim
 import Replay
+import Losses
 import TinyLM
 import Training
 

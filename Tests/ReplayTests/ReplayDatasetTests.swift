@@ -3,6 +3,7 @@ import Foundation
 import LogitCore
 import XCTest
 @testable import Replay
+import Losses
 
 final class ReplayDatasetTests: XCTestCase {
     static let policy = SelectionPolicy(tau: 0.9, kMin: 1, kMax: 8)

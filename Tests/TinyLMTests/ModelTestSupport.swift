@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 import Optim
-import Replay
+import Losses
 @testable import TinyLM
 
 extension TestRNG {

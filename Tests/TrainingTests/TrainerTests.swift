@@ -1,7 +1,7 @@
 import Foundation
 import LogitCore
 import Optim
-import Replay
+import Losses
 import TinyLM
 import XCTest
 @testable import Training

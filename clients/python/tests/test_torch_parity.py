@@ -1,7 +1,7 @@
 """logitd.torch against the Swift definitions on shared inputs.
 
 The fixtures come from two Swift tests, run here with ``swift test --skip-build --filter TorchParity``:
-``Tests/ReplayTests/TorchParityFixtureTests.swift`` (losses, negative draws, a cache and the Swift
+``Tests/LossesTests/TorchParityFixtureTests.swift`` (losses, negative draws, a cache and the Swift
 replay loaders' batches on it) and ``Tests/OptimTests/TorchParityOptimFixtureTests.swift`` (MoClip,
 Adam-atan2 and AdamW steps, the fast atan2). They are skipped with a message when the Swift test
 binary is not built (``swift build --build-tests``) or torch is not installed. To use fixtures

@@ -1,6 +1,6 @@
 import LogitCore
 import XCTest
-@testable import Replay
+@testable import Losses
 
 /// The restricted and full losses on tiny problems, checked against the definitions in docs/DESIGN.md §6.
 final class LossTests: LossTestCase {

@@ -1,6 +1,6 @@
 import LogitCore
 import XCTest
-@testable import Replay
+@testable import Losses
 
 /// `SampledTailLoss` against its definition (docs/DESIGN.md §6.3), computed here in Double from
 /// the same draw, and against the full softmax where the estimator becomes exact.

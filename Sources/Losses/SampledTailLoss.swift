@@ -47,7 +47,7 @@ public struct SampledTailLoss: LMHeadLoss {
         var rng = SplitMix64(seed: SplitMix64.mix(seed ^ SplitMix64.mix(draw &+ 0x5441_494C_4E45_4701)))
         var chosen = Set<UInt32>(minimumCapacity: count)
         for j in (vocab - count)..<vocab {
-            let t = UInt32(ReplayOrder.below(j + 1, &rng))
+            let t = UInt32(rng.below(j + 1))
             if !chosen.insert(t).inserted { chosen.insert(UInt32(j)) }
         }
         return chosen.sorted()
@@ -56,9 +56,9 @@ public struct SampledTailLoss: LMHeadLoss {
     public func forwardBackward(hidden: UnsafeBufferPointer<Float>, n: Int, d: Int,
                                 weight: UnsafeBufferPointer<Float>, vocab: Int, batch: CandidateBatch,
                                 dHidden: UnsafeMutableBufferPointer<Float>,
-                                dWeight: UnsafeMutableBufferPointer<Float>) throws(ReplayError) -> LossResult {
-        guard kdAlpha.isFinite, kdAlpha >= 0, kdAlpha <= 1 else { throw .invalidLossInput("kdAlpha \(kdAlpha), expected in [0, 1]") }
-        guard negatives >= 1 else { throw .invalidLossInput("negatives \(negatives), expected ≥ 1 (use the restricted loss for none)") }
+                                dWeight: UnsafeMutableBufferPointer<Float>) throws(LossError) -> LossResult {
+        guard kdAlpha.isFinite, kdAlpha >= 0, kdAlpha <= 1 else { throw .invalidInput("kdAlpha \(kdAlpha), expected in [0, 1]") }
+        guard negatives >= 1 else { throw .invalidInput("negatives \(negatives), expected ≥ 1 (use the restricted loss for none)") }
         try checkShapes(hidden: hidden, n: n, d: d, weight: weight, vocab: vocab, batch: batch, dHidden: dHidden, dWeight: dWeight)
         try batch.validate(vocab: vocab, needsSets: true)
 

@@ -34,9 +34,9 @@ public struct RestrictedSoftmaxLoss: LMHeadLoss {
     public func forwardBackward(hidden: UnsafeBufferPointer<Float>, n: Int, d: Int,
                                 weight: UnsafeBufferPointer<Float>, vocab: Int, batch: CandidateBatch,
                                 dHidden: UnsafeMutableBufferPointer<Float>,
-                                dWeight: UnsafeMutableBufferPointer<Float>) throws(ReplayError) -> LossResult {
-        guard kdAlpha.isFinite, kdAlpha >= 0, kdAlpha <= 1 else { throw .invalidLossInput("kdAlpha \(kdAlpha), expected in [0, 1]") }
-        guard temperature.isFinite, temperature > 0 else { throw .invalidLossInput("temperature \(temperature), expected > 0") }
+                                dWeight: UnsafeMutableBufferPointer<Float>) throws(LossError) -> LossResult {
+        guard kdAlpha.isFinite, kdAlpha >= 0, kdAlpha <= 1 else { throw .invalidInput("kdAlpha \(kdAlpha), expected in [0, 1]") }
+        guard temperature.isFinite, temperature > 0 else { throw .invalidInput("temperature \(temperature), expected > 0") }
         try checkShapes(hidden: hidden, n: n, d: d, weight: weight, vocab: vocab, batch: batch, dHidden: dHidden, dWeight: dWeight)
         try batch.validate(vocab: vocab, needsSets: true)
 

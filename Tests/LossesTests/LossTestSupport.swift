@@ -1,6 +1,6 @@
 import LogitCore
 import XCTest
-@testable import Replay
+@testable import Losses
 
 /// Tiny loss problems (V = 13, d = 5, N = 4 by default) and a runner, shared by the loss tests.
 class LossTestCase: XCTestCase {

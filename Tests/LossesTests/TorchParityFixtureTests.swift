@@ -3,6 +3,7 @@ import Foundation
 import LogitCore
 import XCTest
 @testable import Replay
+import Losses
 
 /// Writes the shared inputs and the Swift outputs that the PyTorch port (clients/python/logitd/torch)
 /// is checked against (clients/python/tests/test_torch_parity.py):

@@ -19,7 +19,7 @@ public struct FullSoftmaxLoss: LMHeadLoss {
     public func forwardBackward(hidden: UnsafeBufferPointer<Float>, n: Int, d: Int,
                                 weight: UnsafeBufferPointer<Float>, vocab: Int, batch: CandidateBatch,
                                 dHidden: UnsafeMutableBufferPointer<Float>,
-                                dWeight: UnsafeMutableBufferPointer<Float>) throws(ReplayError) -> LossResult {
+                                dWeight: UnsafeMutableBufferPointer<Float>) throws(LossError) -> LossResult {
         try checkShapes(hidden: hidden, n: n, d: d, weight: weight, vocab: vocab, batch: batch, dHidden: dHidden, dWeight: dWeight)
         try batch.validate(vocab: vocab, needsSets: false)
         let supervised = (0..<n).reduce(0) { $0 + Int(batch.mask[$1]) }

@@ -31,35 +31,35 @@ public struct CandidateBatch {
     /// Checks shapes, CSR monotonicity and id range before any kernel trusts them (a bad offset
     /// would otherwise read out of bounds). `needsSets`: the restricted loss also needs every
     /// supervised set to contain its gold id.
-    func validate(vocab: Int, needsSets: Bool) throws(ReplayError) {
+    func validate(vocab: Int, needsSets: Bool) throws(LossError) {
         let n = gold.count
-        guard mask.count == n else { throw .invalidLossInput("mask has \(mask.count) entries, gold has \(n)") }
+        guard mask.count == n else { throw .invalidInput("mask has \(mask.count) entries, gold has \(n)") }
         for i in 0..<n {
-            guard Int(gold[i]) < vocab else { throw .invalidLossInput("gold[\(i)] = \(gold[i]), expected < vocab \(vocab)") }
-            guard mask[i] <= 1 else { throw .invalidLossInput("mask[\(i)] = \(mask[i]), expected 0 or 1") }
+            guard Int(gold[i]) < vocab else { throw .invalidInput("gold[\(i)] = \(gold[i]), expected < vocab \(vocab)") }
+            guard mask[i] <= 1 else { throw .invalidInput("mask[\(i)] = \(mask[i]), expected 0 or 1") }
         }
         guard needsSets else { return }
         guard setOffsets.count == n + 1 else {
-            throw .invalidLossInput("setOffsets has \(setOffsets.count) entries, expected positions + 1 = \(n + 1)")
+            throw .invalidInput("setOffsets has \(setOffsets.count) entries, expected positions + 1 = \(n + 1)")
         }
-        guard ids.count == logprobs.count else { throw .invalidLossInput("\(ids.count) ids but \(logprobs.count) logprobs") }
+        guard ids.count == logprobs.count else { throw .invalidInput("\(ids.count) ids but \(logprobs.count) logprobs") }
         guard setOffsets[0] == 0, Int(setOffsets[n]) == ids.count else {
-            throw .invalidLossInput("setOffsets must start at 0 and end at ids.count = \(ids.count)")
+            throw .invalidInput("setOffsets must start at 0 and end at ids.count = \(ids.count)")
         }
         for i in 0..<n {
             let lo = Int(setOffsets[i]), hi = Int(setOffsets[i + 1])
-            guard lo <= hi else { throw .invalidLossInput("setOffsets decrease at position \(i)") }
+            guard lo <= hi else { throw .invalidInput("setOffsets decrease at position \(i)") }
             if mask[i] == 0 { continue }
-            guard hi > lo else { throw .invalidLossInput("supervised position \(i) has an empty candidate set") }
+            guard hi > lo else { throw .invalidInput("supervised position \(i) has an empty candidate set") }
             var goldSeen = false
             for j in lo..<hi {
                 guard Int(ids[j]) < vocab else {
-                    throw .invalidLossInput("position \(i) candidate \(j - lo) id \(ids[j]), expected < vocab \(vocab)")
+                    throw .invalidInput("position \(i) candidate \(j - lo) id \(ids[j]), expected < vocab \(vocab)")
                 }
-                guard logprobs[j].isFinite else { throw .invalidLossInput("position \(i) candidate \(j - lo) log-prob is not finite") }
+                guard logprobs[j].isFinite else { throw .invalidInput("position \(i) candidate \(j - lo) log-prob is not finite") }
                 if ids[j] == gold[i] { goldSeen = true }
             }
-            guard goldSeen else { throw .invalidLossInput("position \(i): gold id \(gold[i]) is not in its candidate set") }
+            guard goldSeen else { throw .invalidInput("position \(i): gold id \(gold[i]) is not in its candidate set") }
         }
     }
 }
@@ -93,20 +93,20 @@ public protocol LMHeadLoss: Sendable {
     func forwardBackward(hidden: UnsafeBufferPointer<Float>, n: Int, d: Int,
                          weight: UnsafeBufferPointer<Float>, vocab: Int, batch: CandidateBatch,
                          dHidden: UnsafeMutableBufferPointer<Float>,
-                         dWeight: UnsafeMutableBufferPointer<Float>) throws(ReplayError) -> LossResult
+                         dWeight: UnsafeMutableBufferPointer<Float>) throws(LossError) -> LossResult
 }
 
 /// Shape checks shared by the implementations.
 func checkShapes(hidden: UnsafeBufferPointer<Float>, n: Int, d: Int, weight: UnsafeBufferPointer<Float>, vocab: Int,
                  batch: CandidateBatch, dHidden: UnsafeMutableBufferPointer<Float>,
-                 dWeight: UnsafeMutableBufferPointer<Float>) throws(ReplayError) {
-    guard n >= 0, d >= 1, vocab >= 1 else { throw .invalidLossInput("need n ≥ 0, d ≥ 1, vocab ≥ 1; got n=\(n) d=\(d) vocab=\(vocab)") }
+                 dWeight: UnsafeMutableBufferPointer<Float>) throws(LossError) {
+    guard n >= 0, d >= 1, vocab >= 1 else { throw .invalidInput("need n ≥ 0, d ≥ 1, vocab ≥ 1; got n=\(n) d=\(d) vocab=\(vocab)") }
     let (nd, o1) = n.multipliedReportingOverflow(by: d)
     let (vd, o2) = vocab.multipliedReportingOverflow(by: d)
-    guard !o1, !o2 else { throw .invalidLossInput("n·d or vocab·d overflows") }
-    guard hidden.count == nd else { throw .invalidLossInput("hidden has \(hidden.count) floats, expected n·d = \(nd)") }
-    guard dHidden.count == nd else { throw .invalidLossInput("dHidden has \(dHidden.count) floats, expected n·d = \(nd)") }
-    guard weight.count == vd else { throw .invalidLossInput("weight has \(weight.count) floats, expected vocab·d = \(vd)") }
-    guard dWeight.count == vd else { throw .invalidLossInput("dWeight has \(dWeight.count) floats, expected vocab·d = \(vd)") }
-    guard batch.count == n else { throw .invalidLossInput("batch has \(batch.count) positions, hidden has n = \(n)") }
+    guard !o1, !o2 else { throw .invalidInput("n·d or vocab·d overflows") }
+    guard hidden.count == nd else { throw .invalidInput("hidden has \(hidden.count) floats, expected n·d = \(nd)") }
+    guard dHidden.count == nd else { throw .invalidInput("dHidden has \(dHidden.count) floats, expected n·d = \(nd)") }
+    guard weight.count == vd else { throw .invalidInput("weight has \(weight.count) floats, expected vocab·d = \(vd)") }
+    guard dWeight.count == vd else { throw .invalidInput("dWeight has \(dWeight.count) floats, expected vocab·d = \(vd)") }
+    guard batch.count == n else { throw .invalidInput("batch has \(batch.count) positions, hidden has n = \(n)") }
 }
