@@ -9,5 +9,5 @@ struct LogitBench: AsyncParsableCommand {
         commandName: "logit-bench",
         abstract: "Measure logitd's hot paths against in-run baselines; prints JSON.",
         subcommands: [TopKBench.self, FormatBench.self, OptimBench.self, IngestBench.self,
-                      LossBench.self, ReplayBench.self, ChaosBench.self, TrainBench.self, ModelBench.self, TokenizerBench.self])
+                      LossBench.self, ReplayBench.self, ChaosBench.self, TrainBench.self, ModelBench.self, TokenizerBench.self, DecodeBench.self])
 }

@@ -159,6 +159,14 @@ class CommandLine(TempDir):
         self.assertEqual(result["swift_baseline"], "export")
         self.assertAlmostEqual(result["python_over_swift"],
                                result["python_candidates_per_s"] / result["swift_candidates_per_s"])
+        # The decode baseline reads the same shards: the same candidates, counted by the Swift reader.
+        out = subprocess.run([sys.executable, "-m", "logitd.cache", "bench", cache, "--dataset", "syn", "--json",
+                              "--repeats", "1", "--no-export", "--bin", os.path.dirname(binary("logit-bench"))],
+                             capture_output=True, check=True, env=env).stdout
+        result = json.loads(out)
+        self.assertEqual(result["swift_baseline"], "decode")
+        self.assertEqual(result["swift_decode_candidates"], result["candidates"])
+        self.assertGreater(result["python_over_swift"], 0)
         listing = json.loads(subprocess.run([sys.executable, "-m", "logitd.cache", "datasets", cache, "--json"],
                                             capture_output=True, check=True, env=env).stdout)
         self.assertEqual(listing[0]["name"], "syn")

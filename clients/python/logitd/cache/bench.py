@@ -5,9 +5,9 @@ Swift baselines:
 
 - ``export``: ``logitctl export`` of the same dataset to /dev/null (decode *and* JSON formatting,
   plus process start-up) — same data, more work than a decode.
-- ``decode``: ``logit-bench format --json``'s ``decode_candidates_per_s``: ``ShardReader.decodeBlock``
-  over every block of a memory-mapped sealed shard, checksums included — the Swift decode alone,
-  but on the benchmark's own synthetic shard (V = 151,936, 1 MiB zstd blocks), not on CACHE.
+- ``decode``: ``logit-bench decode --cache CACHE --dataset NAME``: ``ShardReader.decodeBlock`` over
+  every block of the dataset's committed shards, each opened afresh, checksums included — the
+  Swift decode alone, on the same files.
 
 Python is timed two ways: ``python_candidates_per_s``, every committed sequence as a
 :class:`Record` through :meth:`Cache.sequences` (catalog reads included) — the figure
@@ -37,9 +37,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", choices=["decode", "export"], default="decode",
                    help="Swift figure reported as swift_candidates_per_s (default decode)")
     p.add_argument("--no-export", action="store_true", help="skip the logitctl export timing")
-    p.add_argument("--no-decode", action="store_true", help="skip the logit-bench format timing")
-    p.add_argument("--format-positions", type=int, default=4096,
-                   help="positions logit-bench format generates for its decode timing (default 4096)")
+    p.add_argument("--no-decode", action="store_true", help="skip the logit-bench decode timing")
     p.add_argument("--bin", help="directory holding logitctl and logit-bench (default: $LOGITD_BIN, PATH, "
                                  "or .build/release of the checkout this package sits in)")
 
@@ -73,7 +71,7 @@ def python_decode(path: str, dataset: str) -> tuple[float, int, int]:
 
 def python_shard_decode(cache: Cache, dataset: str) -> tuple[float, int]:
     """Seconds and candidates of decoding every block of the dataset's shards, each shard opened
-    afresh (what ``logit-bench format`` times in Swift: a fresh reader, ``decodeBlock`` over every
+    afresh (what ``logit-bench decode`` times in Swift: a fresh reader, ``decodeBlock`` over every
     block, checksums on first touch), without the catalog and without per-sequence records."""
     shards = [s for s in cache.shards(dataset) if s.state != "quarantined"]
     started = time.perf_counter()
@@ -92,8 +90,8 @@ def swift_export_seconds(logitctl: str, path: str, dataset: str) -> float:
     return time.perf_counter() - started
 
 
-def swift_decode_rate(logit_bench: str, positions: int, repeats: int) -> dict[str, Any]:
-    out = subprocess.run([logit_bench, "format", "--positions", str(positions), "--repeats", str(repeats), "--json"],
+def swift_decode_rate(logit_bench: str, path: str, dataset: str, repeats: int) -> dict[str, Any]:
+    out = subprocess.run([logit_bench, "decode", "--cache", path, "--dataset", dataset, "--repeats", str(repeats), "--json"],
                          capture_output=True, text=True, check=True).stdout
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return result
@@ -118,9 +116,12 @@ def run_bench(cache: Cache, args: argparse.Namespace) -> dict[str, Any]:
         result.update(swift_export_seconds=best, swift_export_candidates_per_s=candidates / best,
                       python_over_swift_export=best / seconds)
     if logit_bench and not args.no_decode:
-        fmt = swift_decode_rate(logit_bench, args.format_positions, repeats)
-        rate = float(fmt["decode_candidates_per_s"])
-        result.update(swift_decode_candidates_per_s=rate, swift_decode_candidates=fmt["candidates"],
+        swift = swift_decode_rate(logit_bench, cache.path, args.dataset, repeats)
+        if int(swift["candidates"]) != candidates:
+            raise RuntimeError(f"logit-bench decode read {swift['candidates']} candidates, this package {candidates}: "
+                               "not the same data")
+        rate = float(swift["decode_candidates_per_s"])
+        result.update(swift_decode_candidates_per_s=rate, swift_decode_candidates=swift["candidates"],
                       python_over_swift_decode=result["python_candidates_per_s"] / rate,
                       python_shard_decode_over_swift_decode=result["python_shard_decode_candidates_per_s"] / rate)
     _choose_baseline(result, args.baseline)
@@ -148,7 +149,7 @@ def _text(r: dict[str, Any]) -> str:
         lines.append(f"swift logitctl export (same data, with JSON): {r['swift_export_candidates_per_s'] / 1e6:.1f} M/s "
                      f"-> python/swift {r['python_over_swift_export']:.2f}")
     if "swift_decode_candidates_per_s" in r:
-        lines.append(f"swift decode (logit-bench format, its own shard): {r['swift_decode_candidates_per_s'] / 1e6:.1f} "
+        lines.append(f"swift decode (logit-bench decode, same shards): {r['swift_decode_candidates_per_s'] / 1e6:.1f} "
                      f"M/s -> python/swift {r['python_over_swift_decode']:.2f} (records), "
                      f"{r['python_shard_decode_over_swift_decode']:.2f} (blocks)")
     return "\n".join(lines)
