@@ -49,15 +49,21 @@ public enum JSONLImport {
         var seen: [String: (line: Int, hash: UInt64)] = [:]
         var lineNumber = 0
         var repeatedInFile = 0
-        let text = String(decoding: data, as: UTF8.self)
-        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        for bytes in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
             lineNumber += 1
-            let line = raw.hasSuffix("\r") ? raw.dropLast() : raw
-            if line.allSatisfy({ $0 == " " || $0 == "\t" }) { continue }
             func reject(_ message: String) {
                 total += 1
                 if errors.count < maxReportedErrors { errors.append(LineError(line: lineNumber, message: message)) }
             }
+            // Refused, never repaired: decoding with replacement would turn two different keys
+            // with invalid bytes into one U+FFFD key.
+            if let bad = SequenceKey.firstInvalidUTF8(bytes) {
+                reject("not valid UTF-8 at byte \(bad) of the line")
+                continue
+            }
+            let raw = String(decoding: bytes, as: UTF8.self)
+            let line = raw.hasSuffix("\r") ? raw.dropLast() : Substring(raw)
+            if line.allSatisfy({ $0 == " " || $0 == "\t" }) { continue }
             let record: SequenceRecord
             do { record = try JSONLines.decode(line) } catch { reject(error.description); continue }
             do { try record.validate(vocabSize: info.spec.vocabSize, policy: info.spec.policy, logprobScale: info.spec.logprobScale) } catch {

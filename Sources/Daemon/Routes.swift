@@ -156,6 +156,13 @@ struct Routes {
         guard keys.count <= Self.maxLookupKeys else {
             throw IngestError(status: 413, "\(keys.count) keys in one lookup, the limit is \(Self.maxLookupKeys)")
         }
+        // A key no append would accept cannot be stored: refuse it as the append would, rather
+        // than answer "absent" for a key the teacher could never send.
+        for (i, key) in keys.enumerated() {
+            do { try SequenceKey.validate(key) } catch {
+                throw IngestError(status: 400, "keys[\(i)]: \(error.description)", key: key)
+            }
+        }
         let store = service.store
         let present = try await service.offload {
             let info = try store.dataset(named: name)
