@@ -18,7 +18,7 @@ struct InspectCommand: ParsableCommand {
         // mistake (exit 2), not "no such key". Arguments reach us decoded with replacement, so
         // invalid UTF-8 is looked for in the raw argv bytes.
         if let bad = Self.argumentWithInvalidUTF8() {
-            FileHandle.standardError.write(Data("logitctl: argument \(bad.index) is not valid UTF-8 (byte \(bad.offset)); a key must be \(SequenceKey.rule)\n".utf8))
+            FileHandle.standardError.write(Data("logitctl: argument \(bad.index) is not valid UTF-8 (byte \(bad.offset)); arguments must be UTF-8 and a key must be \(SequenceKey.rule)\n".utf8))
             throw ExitStatus.rejected
         }
         do { try SequenceKey.validate(key) } catch {
