@@ -191,8 +191,8 @@ struct Routes {
         let store = service.store
         let present = try await service.offload {
             let info = try store.dataset(named: name)
-            let found = try store.catalog.contentHashes(datasetId: info.id, keys: keys)
-            return keys.filter { found[$0] != nil }
+            let committed = try store.catalog.committed(datasetId: info.id, keys: keys)
+            return zip(keys, committed).filter(\.1).map(\.0)
         }
         return try Self.json(200, ["present": present])
     }

@@ -121,6 +121,17 @@ extension DaemonTests {
         let longest = String(repeating: "k", count: 1024)
         let present = try await client.presentKeys(dataset: "domain", keys: ["nul-a0", longest])
         XCTAssertEqual(present, ["nul-a0"])
+
+        // Keys are compared as bytes: "é" precomposed is stored, its decomposed spelling (equal
+        // as Swift Strings, different bytes) was never sent and must not be reported present.
+        var record = records(1, "x")[0]
+        record.key = "caf\u{E9}"
+        _ = try await client.append(dataset: "domain", vocabSize: 2000, records: [record])
+        let json = try JSONSerialization.data(withJSONObject: ["keys": ["cafe\u{301}", "caf\u{E9}"]])
+        let (status, text) = try await post(daemon, "v1/datasets/domain/keys", json)
+        XCTAssertEqual(status, 200, text)
+        let answer = try JSONSerialization.jsonObject(with: Data(text.utf8)) as! [String: [String]]
+        XCTAssertEqual(answer["present"]?.map { Array($0.utf8) }, [Array("caf\u{E9}".utf8)], text)
         XCTAssertEqual(daemon.stop(), 0)
     }
 
