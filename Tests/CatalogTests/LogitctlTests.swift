@@ -250,6 +250,13 @@ final class LogitctlTests: XCTestCase {
         XCTAssertEqual(try logitctl("verify", dir + "/cache").status, 0)
         XCTAssertEqual(try logitctl("inspect", dir + "/cache", "--dataset", "d1", "--key", longest).status, 0)
         XCTAssertEqual(try logitctl("inspect", dir + "/cache", "--dataset", "d1", "--key", "é-\u{85}").status, 0)
+
+        // Keys are bytes: precomposed and decomposed "é" with different content are two keys.
+        try (line("caf\u{E9}") + "\n" + line("cafe\u{301}").replacingOccurrences(of: "-3", with: "-4") + "\n")
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let both = try logitctl("import", dir + "/cache", "--dataset", "d1", "--vocab-size", "50", "--kmax", "4", file)
+        XCTAssertEqual(both.status, 0, both.stderr)
+        XCTAssertTrue(both.stdout.contains("2 new"), both.stdout)
     }
 
     /// `inspect --key` applies the same rule (exit 2 with the rule), invalid UTF-8 included,
