@@ -66,7 +66,8 @@ public final class CacheStore: Sendable {
         var open: [Int64: OpenShard] = [:]
         var pendingRows: [SequenceEntry] = []
         /// datasetId → key → content hash of appended, not yet committed sequences.
-        var pendingKeys: [Int64: [String: UInt64]] = [:]
+        /// Keyed by the key's UTF-8 bytes: String equality is canonical equivalence, keys are bytes.
+        var pendingKeys: [Int64: [[UInt8]: UInt64]] = [:]
         var appended: UInt64 = 0
         var committed: UInt64 = 0
         /// Set when an append failed half-way; cleared by recovery under the flush lock.
@@ -145,7 +146,8 @@ public final class CacheStore: Sendable {
         hashes.reserveCapacity(records.count)
         var coverages: [CoverageStats] = []
         coverages.reserveCapacity(records.count)
-        var firstIndex: [String: Int] = [:]
+        // Keyed by bytes, as the catalog compares keys: "é" and "e\u{301}" are equal Strings.
+        var firstIndex: [[UInt8]: Int] = [:]
         var keep: [Bool] = []
         keep.reserveCapacity(records.count)
         for (i, record) in records.enumerated() {
@@ -156,19 +158,23 @@ public final class CacheStore: Sendable {
             let h = contentHash(record, logprobScale: spec.logprobScale)
             hashes.append(h)
             coverages.append(coverage)
-            if let first = firstIndex[record.key] {
+            let keyBytes = Array(record.key.utf8)
+            if let first = firstIndex[keyBytes] {
                 guard hashes[first] == h else { throw .duplicateKeyInBatch(key: record.key, first: first, second: i) }
                 keep.append(false)
             } else {
-                firstIndex[record.key] = i
+                firstIndex[keyBytes] = i
                 keep.append(true)
             }
         }
-        let stored = try catalog.contentHashes(datasetId: info.id, keys: Array(firstIndex.keys))
-        for (i, record) in records.enumerated() where keep[i] {
-            if let h = stored[record.key] {
-                guard h == hashes[i] else { throw .keyConflict(dataset: name, key: record.key) }
+        let unique = records.indices.filter { keep[$0] }
+        let storedHashes = try catalog.committedHashes(datasetId: info.id, keys: unique.map { records[$0].key })
+        var storedCount = 0
+        for (i, stored) in zip(unique, storedHashes) {
+            if let h = stored {
+                guard h == hashes[i] else { throw .keyConflict(dataset: name, key: records[i].key) }
                 keep[i] = false
+                storedCount += 1
             }
         }
         // A large batch is encoded and compressed into blocks of its own here, in parallel with
@@ -185,11 +191,11 @@ public final class CacheStore: Sendable {
 
         let result = try state.withLock { (s: inout WriterState) throws(StoreError) -> AppendResult in
             if let poisoned = s.poisoned { throw poisoned }
-            var duplicates = records.count - firstIndex.count + stored.count
+            var duplicates = records.count - firstIndex.count + storedCount
             let pending = s.pendingKeys[info.id] ?? [:]
             var raced = false
             for (i, record) in records.enumerated() where keep[i] {
-                if let h = pending[record.key] {
+                if let h = pending[Array(record.key.utf8)] {
                     guard h == hashes[i] else { throw .keyConflict(dataset: name, key: record.key) }
                     keep[i] = false
                     duplicates += 1
@@ -244,7 +250,7 @@ public final class CacheStore: Sendable {
                 datasetId: info.id, key: record.key, shardId: shard.entry.id, block: location.block,
                 ordinal: location.ordinal, positions: coverage.positions, candidates: coverage.candidates,
                 goldForced: coverage.goldForced, coveredMassSum: coverage.coveredMassSum, contentHash: hashes[i]))
-            s.pendingKeys[info.id, default: [:]][record.key] = hashes[i]
+            s.pendingKeys[info.id, default: [:]][Array(record.key.utf8)] = hashes[i]
         }
         s.open[info.id] = shard
     }
@@ -355,8 +361,8 @@ public final class CacheStore: Sendable {
                 shard.entry.coverage.merge(done.coverage)
                 s.open[done.datasetId] = shard
             }
-            for row in snapshot.rows where s.pendingKeys[row.datasetId]?[row.key] == row.contentHash {
-                s.pendingKeys[row.datasetId]?[row.key] = nil
+            for row in snapshot.rows where s.pendingKeys[row.datasetId]?[Array(row.key.utf8)] == row.contentHash {
+                s.pendingKeys[row.datasetId]?[Array(row.key.utf8)] = nil
             }
             // Rotate full shards that nothing was appended to since the snapshot. After the commit:
             // a seal failure must not un-ack durable data.

@@ -297,6 +297,24 @@ public final class CatalogDB: Sendable {
         }
     }
 
+    /// For each of `keys`, in order, whether it is committed — compared byte for byte, as SQLite
+    /// does. (A `[String: …]` answer cannot say this: Swift's String equality is canonical
+    /// equivalence, so "é" and "e\u{301}", two different stored keys, would be one entry.)
+    public func committed(datasetId: Int64, keys: [String]) throws(StoreError) -> [Bool] {
+        try committedHashes(datasetId: datasetId, keys: keys).map { $0 != nil }
+    }
+
+    /// For each of `keys`, in order, its content hash if it is committed (byte comparison).
+    public func committedHashes(datasetId: Int64, keys: [String]) throws(StoreError) -> [UInt64?] {
+        guard !keys.isEmpty else { return [] }
+        return try run("looking up \(keys.count) keys") {
+            try pool.read { db in
+                let statement = try db.cachedStatement(sql: "SELECT content_hash FROM sequence WHERE dataset_id = ? AND key = ?")
+                return try keys.map { try Int64.fetchOne(statement, arguments: [datasetId, $0]).map { UInt64(bitPattern: $0) } }
+            }
+        }
+    }
+
     /// Every sequence row of a shard in storage order (block, ordinal).
     public func sequences(shardId: Int64) throws(StoreError) -> [SequenceEntry] {
         try run("listing sequences of shard \(shardId)") {

@@ -46,18 +46,25 @@ public enum JSONLImport {
         var records: [(line: Int, record: SequenceRecord)] = []
         var errors: [LineError] = []
         var total = 0
-        var seen: [String: (line: Int, hash: UInt64)] = [:]
+        // Keyed by bytes, as the catalog compares keys ("é" and "e\u{301}" are equal Strings).
+        var seen: [[UInt8]: (line: Int, hash: UInt64)] = [:]
         var lineNumber = 0
         var repeatedInFile = 0
-        let text = String(decoding: data, as: UTF8.self)
-        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        for bytes in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
             lineNumber += 1
-            let line = raw.hasSuffix("\r") ? raw.dropLast() : raw
-            if line.allSatisfy({ $0 == " " || $0 == "\t" }) { continue }
             func reject(_ message: String) {
                 total += 1
                 if errors.count < maxReportedErrors { errors.append(LineError(line: lineNumber, message: message)) }
             }
+            // Refused, never repaired: decoding with replacement would turn two different keys
+            // with invalid bytes into one U+FFFD key.
+            if let bad = SequenceKey.firstInvalidUTF8(bytes) {
+                reject("not valid UTF-8 at byte \(bad) of the line")
+                continue
+            }
+            let raw = String(decoding: bytes, as: UTF8.self)
+            let line = raw.hasSuffix("\r") ? raw.dropLast() : Substring(raw)
+            if line.allSatisfy({ $0 == " " || $0 == "\t" }) { continue }
             let record: SequenceRecord
             do { record = try JSONLines.decode(line) } catch { reject(error.description); continue }
             do { try record.validate(vocabSize: info.spec.vocabSize, policy: info.spec.policy, logprobScale: info.spec.logprobScale) } catch {
@@ -65,7 +72,8 @@ public enum JSONLImport {
                 continue
             }
             let hash = contentHash(record, logprobScale: info.spec.logprobScale)
-            if let earlier = seen[record.key] {
+            let keyBytes = Array(record.key.utf8)
+            if let earlier = seen[keyBytes] {
                 if earlier.hash != hash {
                     reject("key '\(record.key)' already used on line \(earlier.line) with different content")
                 } else {
@@ -73,14 +81,15 @@ public enum JSONLImport {
                 }
                 continue
             }
-            seen[record.key] = (lineNumber, hash)
+            seen[keyBytes] = (lineNumber, hash)
             records.append((lineNumber, record))
         }
-        let stored = try store.catalog.contentHashes(datasetId: info.id, keys: Array(seen.keys))
-        for (key, hash) in stored where seen[key]?.hash != hash {
+        let stored = try store.catalog.committedHashes(datasetId: info.id, keys: records.map(\.record.key))
+        for (entry, hash) in zip(records, stored) {
+            guard let hash, let first = seen[Array(entry.record.key.utf8)], first.hash != hash else { continue }
             total += 1
             if errors.count < maxReportedErrors {
-                errors.append(LineError(line: seen[key]!.line, message: "key '\(key)' already exists in dataset '\(name)' with different content"))
+                errors.append(LineError(line: first.line, message: "key '\(entry.record.key)' already exists in dataset '\(name)' with different content"))
             }
         }
         guard total == 0 else { throw Failure(errors: errors.sorted { $0.line < $1.line }, totalErrors: total) }

@@ -111,13 +111,38 @@ public struct DaemonSettings: Sendable, Equatable {
         if let token, token.utf8.count < 16 {
             throw DaemonError.settings("the bearer token must be at least 16 characters")
         }
-        if unixSocket == nil && !Self.isLoopback(host) && token == nil {
-            throw DaemonError.settings("refusing to listen on non-loopback address \(host) without a bearer token (set LOGITD_TOKEN or token_file)")
+        if unixSocket == nil && token == nil {
+            switch Self.address(host) {
+            case .loopback: break
+            case .other:
+                throw DaemonError.settings("refusing to listen on non-loopback address \(host) without a bearer token (set LOGITD_TOKEN or token_file)")
+            case .name:
+                throw DaemonError.settings("refusing to listen on host name '\(host)' without a bearer token: without one, host must be "
+                    + "a loopback IP address (127.0.0.0/8, ::1) or 'localhost', since a name can resolve anywhere (set LOGITD_TOKEN or token_file)")
+            }
         }
     }
 
-    static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    enum HostKind: Equatable { case loopback, other, name }
+
+    /// What `host` is, decided on the parsed address and never by resolving it: an IPv4 literal
+    /// (dotted quad) in 127.0.0.0/8, the IPv6 literal ::1 or an IPv4-mapped ::ffff:127.x.y.z, or
+    /// `localhost` (RFC 6761: always loopback) are loopback; any other IP literal is not; anything
+    /// else is a host name whose addresses are unknown here.
+    static func address(_ host: String) -> HostKind {
+        if host.lowercased() == "localhost" { return .loopback }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 {
+            return UInt32(bigEndian: v4.s_addr) >> 24 == 127 ? .loopback : .other
+        }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, host, &v6) == 1 {
+            let b = withUnsafeBytes(of: v6) { Array($0) }
+            if b[0..<15].allSatisfy({ $0 == 0 }) && b[15] == 1 { return .loopback }
+            if b[0..<10].allSatisfy({ $0 == 0 }) && b[10] == 0xFF && b[11] == 0xFF && b[12] == 127 { return .loopback }
+            return .other
+        }
+        return .name
     }
 
     var storeOptions: CacheStore.Options {

@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import LogitCore
 import NIOCore
+import NIOHTTP1
 import Synchronization
 
 /// The HTTP API (JSON for control, the binary wire format for records; see
@@ -109,7 +110,10 @@ struct Routes {
 
     /// A JSON request body of at most `limit` bytes; a 400 naming `expected` when it does not decode.
     static func decodeJSON<T: Decodable>(_ request: Request, _ expected: String, upTo limit: Int = 1 << 20) async throws -> T {
-        let body = try await request.body.collect(upTo: limit)
+        let body: ByteBuffer
+        do { body = try await request.body.collect(upTo: limit) } catch is NIOTooManyBytesError {
+            throw IngestError(status: 413, "request body exceeds the limit of \(limit) bytes for \(expected)")
+        }
         do {
             return try JSONDecoder().decode(T.self, from: Data(buffer: body))
         } catch {
@@ -122,19 +126,40 @@ struct Routes {
         let response: Response
         do {
             response = try await body()
-        } catch let e as IngestError {
-            response = Self.error(e)
-            metrics.error(kind: "\(route)_\(e.status)")
-        } catch let e as HTTPError {
-            response = Self.error(IngestError(status: Int(e.status.code), e.body ?? e.status.reasonPhrase))
-            metrics.error(kind: "\(route)_\(e.status.code)")
         } catch {
-            let e = IngestError(error)
+            let e = Self.ingestError(error)
             response = Self.error(e)
             metrics.error(kind: "\(route)_\(e.status)")
         }
         metrics.request(route: route, status: Int(response.status.code))
         return response
+    }
+
+    /// The answer to a failure. Errors of the HTTP layer are the client's: a malformed chunked
+    /// body or a connection that ends inside the body (NIO's parser, surfacing while a handler
+    /// reads the body) is a 400, a body over a limit a 413; 500 is left for our own faults.
+    static func ingestError(_ error: Error) -> IngestError {
+        switch error {
+        case let e as IngestError:
+            return e
+        case let e as HTTPError:
+            return IngestError(status: Int(e.status.code), e.body ?? e.status.reasonPhrase)
+        case let e as NIOTooManyBytesError:
+            return IngestError(status: 413, "request body exceeds the limit of \(e.maxBytes.map { "\($0)" } ?? "the route's") bytes")
+        case let e as HTTPParserError:
+            let what: String
+            switch e {
+            case .invalidChunkSize: what = "malformed chunked body: a chunk size is not a hexadecimal number that fits in 64 bits"
+            case .invalidEOFState: what = "the connection ended inside the request body, before Content-Length bytes or the last chunk arrived"
+            case .invalidContentLength, .unexpectedContentLength: what = "bad Content-Length header"
+            default: what = "malformed HTTP/1.1 request (\(e))"
+            }
+            return IngestError(status: 400, what)
+        case let e as any HTTPResponseError where (400..<500).contains(Int(e.status.code)):
+            return IngestError(status: Int(e.status.code), "\(e.status.reasonPhrase): \(e)")
+        default:
+            return IngestError(error)
+        }
     }
 
     func createDataset(_ request: Request) async throws -> Response {
@@ -156,11 +181,18 @@ struct Routes {
         guard keys.count <= Self.maxLookupKeys else {
             throw IngestError(status: 413, "\(keys.count) keys in one lookup, the limit is \(Self.maxLookupKeys)")
         }
+        // A key no append would accept cannot be stored: refuse it as the append would, rather
+        // than answer "absent" for a key the teacher could never send.
+        for (i, key) in keys.enumerated() {
+            do { try SequenceKey.validate(key) } catch {
+                throw IngestError(status: 400, "keys[\(i)]: \(error.description)", key: key)
+            }
+        }
         let store = service.store
         let present = try await service.offload {
             let info = try store.dataset(named: name)
-            let found = try store.catalog.contentHashes(datasetId: info.id, keys: keys)
-            return keys.filter { found[$0] != nil }
+            let committed = try store.catalog.committed(datasetId: info.id, keys: keys)
+            return zip(keys, committed).filter(\.1).map(\.0)
         }
         return try Self.json(200, ["present": present])
     }

@@ -6,7 +6,8 @@ import Foundation
 ///
 /// The cache alone is enough to train from, so the tokens travel with the sets.
 public struct SequenceRecord: Sendable, Equatable {
-    /// Client key, unique within its dataset; re-sending the same key is idempotent.
+    /// Client key, unique within its dataset; re-sending the same key is idempotent. Obeys
+    /// `SequenceKey.rule` (checked by `validate`).
     public var key: String
     /// Input token ids `x[0..L)`, L ≥ 2.
     public var tokens: [UInt32]
@@ -64,7 +65,7 @@ public struct SequenceRecord: Sendable, Equatable {
     }
 
     /// Limits that keep hostile input from costing unbounded memory.
-    public static let maxKeyBytes = 1024
+    public static let maxKeyBytes = SequenceKey.maxBytes
     public static let maxTokens = 1 << 20
 
     /// Checks every invariant of the data model against a dataset's vocab and policy.
@@ -89,9 +90,8 @@ public struct SequenceRecord: Sendable, Equatable {
         var coverage = CoverageStats()
         coverage.sequences = 1
         func fail(_ reason: String) -> LogitError { .invalidRecord(key: key, reason: reason) }
-        let keyBytes = key.utf8.count
-        guard keyBytes > 0, keyBytes <= Self.maxKeyBytes else {
-            throw fail("key must be 1…\(Self.maxKeyBytes) UTF-8 bytes, got \(keyBytes)")
+        do { try SequenceKey.validate(key) } catch {
+            throw .invalidRecord(key: SequenceKey.printable(key), reason: error.description)
         }
         guard tokens.count >= 2, tokens.count <= Self.maxTokens else {
             throw fail("needs 2…\(Self.maxTokens) tokens, got \(tokens.count)")

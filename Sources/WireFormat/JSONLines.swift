@@ -7,7 +7,9 @@ import LogitCore
 ///      "sets": [{"ids": [7, 2], "logprobs": [-0.1, -2.5], "gold_forced": false}, …]}
 ///
 /// with `len(sets) == len(tokens) − 1`, `sets[t]` predicting `tokens[t+1]` (which must be among
-/// its ids) and `loss_mask` optional. What DistillKit-style Parquet/JSONL top-k dumps convert to.
+/// its ids) and `loss_mask` optional. `key` obeys the key rule of schema/WIRE_FORMAT.md ("Keys",
+/// `SequenceKey`), checked by `SequenceRecord.validate`; `logitctl import` also refuses any line
+/// that is not valid UTF-8 rather than decode it with replacement characters. What DistillKit-style Parquet/JSONL top-k dumps convert to.
 public enum JSONLines {
     struct Line: Decodable {
         var key: String

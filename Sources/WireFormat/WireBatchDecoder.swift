@@ -60,9 +60,11 @@ public struct WireBatchDecoder {
             guard keyLength >= 1, keyLength <= SequenceRecord.maxKeyBytes else {
                 throw WireError(offset: r.offset - 2, sequence: s, "key_length \(keyLength), expected 1…\(SequenceRecord.maxKeyBytes)")
             }
+            let keyStart = r.offset
             let keyBytes = try r.bytes(keyLength, s, "key")
-            guard let key = String(validating: keyBytes, as: UTF8.self) else {
-                throw WireError(offset: r.offset - keyLength, sequence: s, "key is not valid UTF-8")
+            let key: String
+            do { key = try SequenceKey.decode(keyBytes) } catch {
+                throw WireError(offset: keyStart + error.offset, sequence: s, error.description)
             }
             let tokenCount = Int(try r.u32(s))
             guard tokenCount >= 2, tokenCount <= SequenceRecord.maxTokens else {

@@ -14,6 +14,17 @@ struct InspectCommand: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
+        // The same key rule as ingest: a key that could never have been stored is a usage
+        // mistake (exit 2), not "no such key". Arguments reach us decoded with replacement, so
+        // invalid UTF-8 is looked for in the raw argv bytes.
+        if let bad = Self.argumentWithInvalidUTF8() {
+            FileHandle.standardError.write(Data("logitctl: argument \(bad.index) is not valid UTF-8 (byte \(bad.offset)); arguments must be UTF-8 and a key must be \(SequenceKey.rule)\n".utf8))
+            throw ExitStatus.rejected
+        }
+        do { try SequenceKey.validate(key) } catch {
+            FileHandle.standardError.write(Data("logitctl: --key '\(SequenceKey.printable(key))': \(error)\n".utf8))
+            throw ExitStatus.rejected
+        }
         do {
             let store = try openReadOnly(cacheDir)
             guard let record = try store.read(dataset: dataset, key: key) else {
@@ -50,6 +61,16 @@ struct InspectCommand: ParsableCommand {
         } catch {
             throw fail(error)
         }
+    }
+
+    /// The first command-line argument whose bytes are not valid UTF-8, and where.
+    static func argumentWithInvalidUTF8() -> (index: Int, offset: Int)? {
+        for i in 1..<Int(CommandLine.argc) {
+            guard let p = CommandLine.unsafeArgv[i] else { continue }
+            let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(p).assumingMemoryBound(to: UInt8.self), count: strlen(p))
+            if let offset = SequenceKey.firstInvalidUTF8(bytes) { return (i, offset) }
+        }
+        return nil
     }
 
     func parseRange(_ text: String?, count: Int) throws -> Range<Int> {

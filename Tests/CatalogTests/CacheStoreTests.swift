@@ -146,6 +146,27 @@ final class CacheStoreTests: XCTestCase {
         XCTAssertEqual(try store.coverage(dataset: "web-en").sequences, 11)
     }
 
+    /// Keys are bytes: "é" precomposed and decomposed (equal as Swift Strings) are two keys, in
+    /// one batch, across batches before the commit, and against committed ones.
+    func testCanonicallyEquivalentKeysAreDistinct() throws {
+        let store = try CacheStore(directory: makeTemporaryDirectory())
+        try store.createDataset(testSpec)
+        var a = randomRecords(1, seed: 1)[0], b = randomRecords(1, seed: 2)[0], c = randomRecords(1, seed: 3)[0]
+        a.key = "caf\u{E9}"
+        b.key = "cafe\u{301}"
+        c.key = "cafe\u{301}\u{301}"
+        XCTAssertEqual(try store.appendDurably(dataset: "web-en", records: [a, b]).new, 2)
+        let pending = try store.append(dataset: "web-en", records: [c])
+        var d = randomRecords(1, seed: 4)[0]
+        d.key = "caf\u{E9}\u{301}"
+        XCTAssertEqual(try store.append(dataset: "web-en", records: [d]).new, 1, "a pending key of other bytes is no conflict")
+        try store.waitDurable(pending.ticket)
+        try store.flush()
+        XCTAssertEqual(try store.appendDurably(dataset: "web-en", records: [a, b, c, d]).duplicates, 4)
+        for r in [a, b, c, d] { XCTAssertEqual(Array(try XCTUnwrap(store.read(dataset: "web-en", key: r.key)).key.utf8), Array(r.key.utf8)) }
+        XCTAssertEqual(try store.catalog.committed(datasetId: store.dataset(named: "web-en").id, keys: [a.key, b.key, "cafe"]), [true, true, false])
+    }
+
     func testInvalidRecordRejectsTheWholeBatchWithItsIndex() throws {
         let store = try CacheStore(directory: makeTemporaryDirectory())
         try store.createDataset(testSpec)

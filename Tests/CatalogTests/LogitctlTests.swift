@@ -216,6 +216,72 @@ final class LogitctlTests: XCTestCase {
         XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(stats.stdout.utf8)) as? [String: Any])?["sequences"] as? Int, 0)
     }
 
+    /// The key rule on the import path: escaped NUL and controls, raw invalid UTF-8 (refused,
+    /// never repaired), one byte past the maximum length; all-or-nothing. The maximum imports.
+    func testImportAppliesTheKeyRuleAndWritesNothing() throws {
+        let dir = makeTemporaryDirectory()
+        func line(_ key: String) -> String {
+            #"{"key": "\#(key)", "tokens": [1, 2], "sets": [{"ids": [2, 5], "logprobs": [-0.1, -3], "gold_forced": false}]}"#
+        }
+        let longest = String(repeating: "k", count: 1024)
+        var bytes = Array([line("nul-a\\u0000b"), line("esc\\u001b[2J"), line("del\\u007f"), line(longest + "k"), line(longest),
+                           line("lone\\ud800")].joined(separator: "\n").utf8) + [0x0A]
+        bytes += Array(line("bad-").utf8)
+        bytes.insert(0xFF, at: bytes.count - Array(#"", "tokens": [1, 2], "sets": [{"ids": [2, 5], "logprobs": [-0.1, -3], "gold_forced": false}]}"#.utf8).count)
+        let file = dir + "/keys.jsonl"
+        try Data(bytes).write(to: URL(fileURLWithPath: file))
+        let run = try logitctl("import", dir + "/cache", "--dataset", "d1", "--vocab-size", "50", "--kmax", "4", file)
+        XCTAssertEqual(run.status, 2)
+        let err = run.stderr
+        XCTAssertTrue(err.contains("nothing written"), err)
+        XCTAssertTrue(err.contains("line 1: invalid sequence 'nul-a\\u{0}b': key byte 5 is the control character 0x00"), err)
+        XCTAssertTrue(err.contains("line 2: invalid sequence 'esc\\u{1b}[2J': key byte 3 is the control character 0x1B"), err)
+        XCTAssertTrue(err.contains("line 3:") && err.contains("control character 0x7F"), err)
+        XCTAssertTrue(err.contains("line 4:") && err.contains("key is 1025 bytes"), err)
+        XCTAssertFalse(err.contains("line 5:"), err)
+        XCTAssertTrue(err.contains("line 6:"), err)
+        XCTAssertTrue(err.contains("line 7: not valid UTF-8 at byte 13 of the line"), err)
+        let stats = try logitctl("stats", dir + "/cache", "--json")
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(stats.stdout.utf8)) as? [String: Any])?["sequences"] as? Int, 0)
+
+        try (line(longest) + "\n" + line("é-\\u0085") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        let ok = try logitctl("import", dir + "/cache", "--dataset", "d1", "--vocab-size", "50", "--kmax", "4", file)
+        XCTAssertEqual(ok.status, 0, ok.stderr)
+        XCTAssertEqual(try logitctl("verify", dir + "/cache").status, 0)
+        XCTAssertEqual(try logitctl("inspect", dir + "/cache", "--dataset", "d1", "--key", longest).status, 0)
+        XCTAssertEqual(try logitctl("inspect", dir + "/cache", "--dataset", "d1", "--key", "é-\u{85}").status, 0)
+
+        // Keys are bytes: precomposed and decomposed "é" with different content are two keys.
+        try (line("caf\u{E9}") + "\n" + line("cafe\u{301}").replacingOccurrences(of: "-3", with: "-4") + "\n")
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let both = try logitctl("import", dir + "/cache", "--dataset", "d1", "--vocab-size", "50", "--kmax", "4", file)
+        XCTAssertEqual(both.status, 0, both.stderr)
+        XCTAssertTrue(both.stdout.contains("2 new"), both.stdout)
+    }
+
+    /// `inspect --key` applies the same rule (exit 2 with the rule), invalid UTF-8 included,
+    /// which argv would otherwise hand over repaired.
+    func testInspectRefusesKeysOffTheRule() throws {
+        let (dir, _) = try makeCache(sequences: 3)
+        for (key, fragment) in [("tab\tkey", "key byte 3 is the control character 0x09"),
+                                (String(repeating: "k", count: 1025), "key is 1025 bytes")] {
+            let run = try logitctl("inspect", dir, "--dataset", "web-en", "--key", key)
+            XCTAssertEqual(run.status, 2, run.stderr)
+            XCTAssertTrue(run.stderr.contains(fragment), run.stderr)
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", #"exec "$0" inspect "$1" --dataset web-en --key "$(printf 'k\377')""#, productPath("logitctl"), dir]
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = Pipe()
+        try process.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 2, text)
+        XCTAssertTrue(text.contains("argument 6 is not valid UTF-8 (byte 1)"), text)
+    }
+
     func testMissingCacheAndUnknownNamesFailClearly() throws {
         let missing = try logitctl("stats", "/nonexistent/cache")
         XCTAssertEqual(missing.status, 3)

@@ -123,13 +123,41 @@ final class RawConnection: Sendable {
         fd = Mutex(descriptor)
     }
 
-    func write(_ text: String) throws {
+    func write(_ text: String) throws { try write(Array(text.utf8)) }
+
+    func write(_ bytes: [UInt8]) throws {
         try fd.withLock { fd in
-            var bytes = Array(text.utf8)[...]
-            while !bytes.isEmpty {
-                let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            var rest = bytes[...]
+            while !rest.isEmpty {
+                let n = rest.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
                 guard n > 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
-                bytes = bytes.dropFirst(n)
+                rest = rest.dropFirst(n)
+            }
+        }
+    }
+
+    /// Ends our side of the connection (the server sees end of input) while still reading.
+    func shutdownWrite() { fd.withLock { fd in _ = shutdown(fd, Int32(SHUT_WR)) } }
+
+    /// One HTTP response: its head and a body of Content-Length bytes, or what arrived before
+    /// the server closed the connection or `seconds` passed.
+    func readResponse(seconds: Int = 10) -> String {
+        fd.withLock { fd in
+            var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var out: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let text = String(decoding: out, as: UTF8.self)
+                if let end = text.range(of: "\r\n\r\n") {
+                    let head = text[..<end.lowerBound].lowercased()
+                    let length = head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
+                        .flatMap { Int($0.dropFirst(15).trimmingCharacters(in: .whitespaces)) } ?? 0
+                    if text[end.upperBound...].utf8.count >= length { return text }
+                }
+                let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                guard n > 0 else { return text }
+                out += chunk[0..<n]
             }
         }
     }

@@ -34,6 +34,27 @@ final class DaemonSettingsTests: XCTestCase {
         } catch {}
     }
 
+    /// The loopback rule is decided on the parsed address, never by a text prefix or DNS.
+    func testLoopbackIsDecidedOnTheParsedAddress() async throws {
+        for host in ["127.0.0.1", "127.255.0.9", "::1", "0:0:0:0:0:0:0:1", "::ffff:127.0.0.1", "localhost", "LOCALHOST"] {
+            XCTAssertEqual(DaemonSettings.address(host), .loopback, host)
+            let s = try await DaemonSettings.resolve(overrides: ["cache_dir": "/tmp/x", "host": host], configFile: nil, environment: [:])
+            XCTAssertEqual(s.host, host)
+        }
+        for host in ["0.0.0.0", "::", "10.0.0.1", "::ffff:10.0.0.1", "128.0.0.1"] {
+            XCTAssertEqual(DaemonSettings.address(host), .other, host)
+            await assertFails(["cache_dir": "/tmp/x", "host": host], "refusing to listen on non-loopback address \(host) without a bearer token")
+        }
+        for host in ["127.evil.example", "127.0.0.1.evil.example", "127.1", "localhost.evil.example", "::1.example", ""] {
+            XCTAssertEqual(DaemonSettings.address(host), .name, host)
+            await assertFails(["cache_dir": "/tmp/x", "host": host], "refusing to listen on host name '\(host)' without a bearer token")
+        }
+        // With a token any host may be bound (it is resolved when listening).
+        let named = try await DaemonSettings.resolve(
+            overrides: ["cache_dir": "/tmp/x", "host": "127.evil.example", "token": "0123456789abcdef0123"], configFile: nil, environment: [:])
+        XCTAssertEqual(named.host, "127.evil.example")
+    }
+
     func assertFails(_ overrides: [String: String], _ fragment: String, line: UInt = #line) async {
         do {
             _ = try await DaemonSettings.resolve(overrides: overrides, configFile: nil, environment: [:])

@@ -216,6 +216,16 @@ final class DaemonTests: XCTestCase {
         }
     }
 
+    /// Without a token only a loopback address may be bound, decided on the parsed address:
+    /// a name that merely starts with "127." never reaches DNS.
+    func testHostNamesThatLookLoopbackNeedAToken() throws {
+        XCTAssertThrowsError(try DaemonProcess(cacheDir: temporaryDirectory(), arguments: ["--host", "127.evil.example"])) { error in
+            XCTAssertTrue("\(error)".contains("refusing to listen on host name '127.evil.example' without a bearer token"), "\(error)")
+        }
+        let daemon = try DaemonProcess(cacheDir: temporaryDirectory(), arguments: ["--host", "localhost"])
+        XCTAssertEqual(daemon.stop(), 0)
+    }
+
     func testGracefulShutdownSealsAndMetricsCount() async throws {
         let (daemon, client) = try await started()
         _ = try await client.append(dataset: "domain", vocabSize: 2000, records: records(10, "m"))

@@ -133,6 +133,27 @@ final class WireFormatTests: XCTestCase {
         assertRejects(exampleBytes() + [0], offset: 73, "1 trailing byte(s)")
     }
 
+    /// The worked example with its key "a" replaced by `key` (raw bytes, any length).
+    func exampleBody(key: [UInt8]) -> [UInt8] {
+        let b = exampleBytes()
+        let n = UInt16(truncatingIfNeeded: key.count)
+        return Array(b[0..<24]) + [UInt8(n & 0xFF), UInt8(n >> 8)] + key + Array(b[27...])
+    }
+
+    /// Keys obey SequenceKey.rule; a violation names the body offset of the offending byte.
+    func testKeysBreakingTheRuleAreRefusedAtTheirByte() throws {
+        assertRejects(exampleBody(key: Array("nul-a\0b".utf8)), offset: 26 + 5, sequence: 0, "key byte 5 is the control character 0x00")
+        assertRejects(exampleBody(key: Array("esc\u{1B}".utf8)), offset: 26 + 3, sequence: 0, "control character 0x1B")
+        assertRejects(exampleBody(key: Array("del\u{7F}".utf8)), offset: 26 + 3, sequence: 0, "control character 0x7F")
+        assertRejects(exampleBody(key: [0x61, 0x62, 0xFF]), offset: 26 + 2, sequence: 0, "key byte 2 (0xFF) is not valid UTF-8")
+        assertRejects(exampleBody(key: [0x61, 0xED, 0xA0, 0x80]), offset: 26 + 2, sequence: 0, "is not valid UTF-8")
+        assertRejects(exampleBody(key: [UInt8](repeating: 0x6B, count: 1025)), offset: 24, sequence: 0, "key_length 1025, expected 1…1024")
+        assertRejects(exampleBody(key: []), offset: 24, sequence: 0, "key_length 0")
+        let longest = [UInt8](repeating: 0x6B, count: 1024)
+        guard case .sets(let records) = try decode(exampleBody(key: longest)) else { return XCTFail("not sets") }
+        XCTAssertEqual(Array(records[0].key.utf8), longest)
+    }
+
     /// Every truncation is a clean error; every single-byte flip is an error or a batch that
     /// re-encodes to exactly the flipped bytes (nothing is silently reinterpreted).
     func testTruncationsAndFlipsNeverCrash() {

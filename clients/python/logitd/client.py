@@ -38,9 +38,17 @@ def _header(mode: int, dtype_code: int, vocab_size: int, count: int) -> bytes:
 
 
 def _prefix(out: bytearray, key: str, tokens: Sequence[int], loss_mask: Sequence[int] | None, flags: int) -> None:
-    key_bytes = key.encode("utf-8")
+    # The daemon's key rule (schema/WIRE_FORMAT.md, "Keys"), checked here to fail before sending.
+    try:
+        key_bytes = key.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"key {key!r} is not valid UTF-8 (character {e.start})") from None
     if not 1 <= len(key_bytes) <= 1024:
         raise ValueError(f"key {key!r} must be 1..1024 UTF-8 bytes")
+    bad = next((i for i, b in enumerate(key_bytes) if b < 0x20 or b == 0x7F), None)
+    if bad is not None:
+        raise ValueError(f"key {key!r}: byte {bad} is the control character 0x{key_bytes[bad]:02X}; "
+                         "keys may not contain U+0000-U+001F or U+007F")
     if len(tokens) < 2:
         raise ValueError(f"sequence {key!r} needs at least 2 tokens")
     if loss_mask is not None:

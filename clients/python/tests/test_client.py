@@ -25,6 +25,15 @@ class Client(TempDir):
         out = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE_ROOT, capture_output=True, check=True, text=True)
         self.assertEqual(out.stdout.strip(), "False")
 
+    def test_encoders_apply_the_key_rule(self) -> None:
+        seq = {"tokens": [1, 2], "sets": [([2], [-0.1], False)]}
+        for key, message in [("nul-a\0b", "byte 5 is the control character 0x00"), ("esc\x1b", "0x1B"),
+                             ("del\x7f", "0x7F"), ("a\ud800", "not valid UTF-8"), ("k" * 1025, "1..1024"), ("", "1..1024")]:
+            with self.subTest(key=key[:10]), self.assertRaisesRegex(ValueError, message):
+                logitd.client.encode_sets(10, [dict(seq, key=key)])
+        body = logitd.client.encode_sets(10, [dict(seq, key="k" * 1024), dict(seq, key="\x85-\u00e9")])
+        self.assertIn(b"k" * 1024, body)
+
     def test_example_teacher_against_logitd(self) -> None:
         python = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
         with daemon(os.path.join(self.tmp, "d")) as url:
