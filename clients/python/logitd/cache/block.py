@@ -431,14 +431,16 @@ class BlockDecoder:
 
     def _codes(self, raw: U8, s: _Sections, set_offsets: I64) -> tuple[U32, int | None]:
         """Log-prob codes of every candidate. Set t's codes are ``first[t]`` plus running sums of its
-        deltas. With ``D`` the prefix sums of the whole delta column (escapes resolved) and
-        ``d[t] = set_offsets[t] − t`` where set t's deltas start, candidate c (j-th of set t) is
-        ``first[t] − D[d[t]] + D[d[t] + j]`` = ``(first − D[d])[t] + D[c − t]``. The sums run in
-        uint32 (exact modulo 2^32); a block whose codes could pass 2^32 − 1 is checked exactly.
-        Escapes are consumed in reading order (set by set, first code then deltas). Returns the
-        codes and the first sequence whose escape count differs from the declared one."""
+        deltas, so one running sum over a per-candidate step column gives them all: the deltas sit
+        at every candidate but the first of its set, and the first candidate of set t holds
+        ``first[t]`` minus the last code of set t − 1 (``first[t − 1]`` plus that set's deltas).
+        The sums run in uint32, exact modulo 2^32; a block whose codes could pass 2^32 − 1 is
+        checked exactly first. Escapes are consumed in reading order (set by set, first code then
+        deltas). Returns the codes and the first sequence whose escape count differs from the
+        declared one."""
         first = _planes16(raw, s.lp_first_at, s.p)
         deltas = raw[s.lp_delta_at:s.lp_delta_at + (s.c - s.p)]
+        starts = set_offsets[:-1]
         delta_start = set_offsets - np.arange(s.p + 1, dtype=np.int64)
         first_escaped = np.flatnonzero(first == 0xFFFF)
         delta_escaped = np.flatnonzero(deltas == 0xFF)
@@ -463,15 +465,22 @@ class BlockDecoder:
             bound += int(resolved.sum())
         if bound > 0xFFFFFFFF:
             self._check_code_range(first, steps, delta_start, s)
-        running = self.scratch.get("running", len(steps) + 1, np.uint32)
-        running[0] = 0
-        np.cumsum(steps, out=running[1:], dtype=np.uint32)
-        base = (first - running[delta_start[:-1]].astype(np.int64)).astype(np.uint32)
-        index = self.scratch.per_candidate("code index", np.arange(s.p, dtype=np.int64), s.k, set_offsets, np.int64)
-        np.subtract(self.scratch.iota(s.c), index, out=index)
+        # Each set's delta sum (modulo 2^32), over the sets that have deltas (K > 1): their
+        # segments of the delta column are non-empty and in order, as reduceat needs.
+        sums = np.zeros(s.p, dtype=np.uint32)
+        several = s.k > 1
+        if len(steps):
+            sums[several] = np.add.reduceat(steps, delta_start[:-1][several], dtype=np.uint32)
+        first32 = first.astype(np.uint32)
+        last = first32 + sums                        # last code of every set, modulo 2^32
         codes = self.scratch.get("codes", s.c, np.uint32)
-        running.take(index, out=codes, mode="clip")  # indexes are in range by construction
-        codes += self.scratch.per_candidate("code base", base, s.k, set_offsets, np.uint32)
+        later = self.scratch.get("later", s.c, np.bool_)
+        later.fill(True)
+        later[starts] = False
+        codes[later] = steps
+        codes[starts[:1]] = first32[:1]
+        codes[starts[1:]] = first32[1:] - last[:-1]  # wraps modulo 2^32, as the running sum does
+        np.cumsum(codes, out=codes)
         return codes, None
 
     @staticmethod
