@@ -397,8 +397,9 @@ def replay_default(runner: Runner) -> tuple[str, str, float]:
     return loss.group(1), optimizer.group(1), per_loss.get(loss.group(1), 0.0)
 
 
-def svg_lines(title: str, y_label: str, series: dict[str, list[tuple[float, float]]], log_y: bool = False) -> str:
-    """A small line chart: one polyline per series, axes with ticks, a legend."""
+def svg_lines(title: str, y_label: str, series: dict[str, list[tuple[float, float]]], log_y: bool = False,
+              x_label: str = "step") -> str:
+    """A small line chart: one polyline per series with a dot on each point, axes with ticks, a legend."""
     width, height, left, right, top, bottom = 760, 420, 70, 200, 40, 50
     points = [pt for pts in series.values() for pt in pts if math.isfinite(pt[1])]
     xs = [x for x, _ in points] or [0.0, 1.0]
@@ -428,7 +429,7 @@ def svg_lines(title: str, y_label: str, series: dict[str, list[tuple[float, floa
            f'<text x="{width / 2}" y="22" text-anchor="middle" font-size="14">{esc(title)}</text>',
            f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="black"/>',
            f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="black"/>',
-           f'<text x="{(left + width - right) / 2}" y="{height - 12}" text-anchor="middle">step</text>',
+           f'<text x="{(left + width - right) / 2}" y="{height - 12}" text-anchor="middle">{esc(x_label)}</text>',
            f'<text x="16" y="{(top + height - bottom) / 2}" transform="rotate(-90 16 {(top + height - bottom) / 2})" '
            f'text-anchor="middle">{esc(y_label)}</text>']
     for k in range(5):
@@ -485,6 +486,8 @@ def main() -> None:
     # Learning rate per recipe: the grid on the first seed, picked by validation perplexity.
     chosen: dict[str, float] = {}
     grid: dict[str, dict[str, float]] = {}
+    # Every grid run's end point (seed 0): where each recipe lies in domain gain against forgetting.
+    frontier: dict[str, list[dict[str, float]]] = {}
     first = p.seeds[0]
     for name in p.recipes:
         recipe = RECIPES[name]
@@ -492,6 +495,9 @@ def main() -> None:
         for lr in p.lr_grid:
             run = train(runner, out, args.model, recipe, lr, first, p)
             scores[lr] = final_eval(run, "validation", p.steps)["ppl"]
+            frontier.setdefault(name, []).append({
+                "lr": lr, "validation_ppl": scores[lr], "domain_ppl": final_eval(run, "domain", p.steps)["ppl"],
+                "general_kl_to_base": final_eval(run, "general", p.steps)["kl_to_base"]})
         grid[name] = {f"{lr:g}": round(v, 4) for lr, v in scores.items()}
         chosen[name] = min(scores, key=lambda lr: scores[lr])
         print(f"{name}: validation perplexity {grid[name]} -> lr {chosen[name]:g}")
@@ -512,7 +518,7 @@ def main() -> None:
     report: dict[str, Any] = {"profile": args.profile, "model": str(args.model),
                               "settings": dataclasses.asdict(p), "stage0": cache_stats,
                               "base": {k: {"ppl": v["perplexity"], "top1": v["top1"]} for k, v in base_eval.items()},
-                              "lr_grid_validation_ppl": grid, "default_recipe": default_recipe,
+                              "lr_grid_validation_ppl": grid, "lr_grid_seed0": frontier, "default_recipe": default_recipe,
                               "replay_defaults": {"loss": default_loss, "optimizer": default_optimizer, "kd_alpha": default_kd},
                               "recipes": {}}
     curves: dict[str, dict[str, list[tuple[float, float]]]] = {"general_kl": {}, "general_ppl": {}, "domain_ppl": {}}
@@ -556,6 +562,7 @@ def main() -> None:
             curves[key][name] = [(0.0, start)] + [(float(s), statistics.fmean(v[key])) for s, v in sorted(steps_curve.items())
                                                   if v[key]]
     report["targets"] = check_targets(report)
+    report["equal_domain_gain"] = equal_domain_gain(report)
     report["wall_seconds"] = round(time.monotonic() - clock, 1)
     report["runs_reused"] = sorted(REUSED)
     report["commands"] = runner.commands
@@ -565,6 +572,10 @@ def main() -> None:
                                                   curves["general_kl"]))
     (out / "general_ppl.svg").write_text(svg_lines("held-out general text: perplexity", "perplexity",
                                                    curves["general_ppl"], log_y=True))
+    (out / "kl_vs_domain.svg").write_text(svg_lines(
+        "every grid run (seed 0): forgetting against domain gain", "general KL(base ‖ model)",
+        {n: sorted((pt["domain_ppl"], pt["general_kl_to_base"]) for pt in pts) for n, pts in frontier.items()},
+        x_label="held-out domain perplexity (lower: more gain)"))
     (out / "domain_ppl.svg").write_text(svg_lines("held-out domain text: perplexity", "perplexity",
                                                   curves["domain_ppl"], log_y=True))
     md = markdown(report, args)
@@ -594,6 +605,26 @@ def check_targets(report: dict[str, Any]) -> dict[str, Any]:
         "step_at_least_15pct_cheaper": d["probe_step_ms"] <= 0.85 * f["probe_step_ms"],
         "peak_rss_lower": d["peak_rss_mb"] < f["peak_rss_mb"],
     }
+
+
+def equal_domain_gain(report: dict[str, Any]) -> dict[str, Any]:
+    """The targets compare each recipe at its own validation-picked rate; a rate that learns less
+    also forgets less. This compares at equal domain gain instead: full_adamw's general KL,
+    interpolated linearly in domain perplexity between its two grid runs (seed 0) that bracket the
+    default recipe's seed-0 domain perplexity, against the default's KL there."""
+    default, grid = report.get("default_recipe"), report.get("lr_grid_seed0", {})
+    if default not in grid or "full_adamw" not in grid:
+        return {"checked": False, "why": "the run lacks the default recipe or full_adamw"}
+    d = next(pt for pt in grid[default] if pt["lr"] == report["recipes"][default]["lr"])
+    pts = sorted(grid["full_adamw"], key=lambda pt: pt["domain_ppl"])
+    for a, b in zip(pts, pts[1:]):
+        if a["domain_ppl"] <= d["domain_ppl"] <= b["domain_ppl"]:
+            w = (d["domain_ppl"] - a["domain_ppl"]) / max(b["domain_ppl"] - a["domain_ppl"], 1e-12)
+            kl = a["general_kl_to_base"] + w * (b["general_kl_to_base"] - a["general_kl_to_base"])
+            return {"checked": True, "domain_ppl": d["domain_ppl"], "default_kl": d["general_kl_to_base"],
+                    "full_adamw_kl": kl, "between_lr": [a["lr"], b["lr"]], "ratio": d["general_kl_to_base"] / kl}
+    return {"checked": False, "domain_ppl": d["domain_ppl"],
+            "why": f"no two full_adamw grid runs bracket the default's domain perplexity {d['domain_ppl']:.2f}"}
 
 
 def findings(report: dict[str, Any]) -> list[str]:
@@ -693,6 +724,22 @@ def markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
                      f"{cell(e, 'train_s', '.0f')} | {e['peak_rss_mb']:.0f} |")
     lines += ["", "Validation perplexity of the learning-rate grid (seed "
               f"{s['seeds'][0]}): " + "; ".join(f"{k}: {v}" for k, v in report["lr_grid_validation_ppl"].items()), ""]
+    lines += ["## Forgetting against domain gain, every grid run (seed 0)", "",
+              "The table above compares each recipe at the rate its validation split picked. A smaller rate learns "
+              "less and forgets less, so this compares every run of the grid on both axes.", "",
+              "| recipe | lr | validation ppl | domain ppl | general KL to base |", "| --- | ---: | ---: | ---: | ---: |"]
+    for name, pts in report.get("lr_grid_seed0", {}).items():
+        for pt in sorted(pts, key=lambda q: q["lr"]):
+            lines.append(f"| {name} | {pt['lr']:g} | {pt['validation_ppl']:.3f} | {pt['domain_ppl']:.3f} | "
+                         f"{pt['general_kl_to_base']:.4f} |")
+    e = report.get("equal_domain_gain", {})
+    if e.get("checked"):
+        lines += ["", f"At the default recipe's seed-0 domain perplexity ({e['domain_ppl']:.2f}), full_adamw's grid "
+                  f"(between lr {e['between_lr'][0]:g} and {e['between_lr'][1]:g}, interpolated) has general KL "
+                  f"{e['full_adamw_kl']:.4f}; the default's is {e['default_kl']:.4f}: **{e['ratio']:.2f}×** at equal "
+                  "domain gain.", "", "![KL against domain perplexity](kl_vs_domain.svg)", ""]
+    elif e:
+        lines += ["", f"Equal-gain comparison not possible: {e.get('why')}.", ""]
     t = report["targets"]
     if t.get("checked"):
         def mark(ok: bool | None) -> str:
