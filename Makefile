@@ -55,7 +55,7 @@ check-large: base-model
 
 ## experiment: the paper's experiment on SmolLM2-135M (scripts/experiment.py): Stage 0 through
 ## logitd, seven recipes with a learning-rate grid picked on a validation split, two seeds,
-## held-out perplexity, top-1 and KL to the base; EXPERIMENT_DIR/report.md (about an hour).
+## held-out perplexity, top-1 and KL to the base; EXPERIMENT_DIR/report.md (about 80 minutes: 28 runs).
 EXPERIMENT_DIR ?= runs/experiment
 .PHONY: experiment
 experiment: base-model corpora

@@ -6,7 +6,7 @@
     recipe from a grid, picked on a validation split of the domain text -> held-out domain and
     general perplexity, top-1 and KL(base || model) -> report.md, report.json, SVG curves.
 
-Profiles: `experiment` (make experiment: six recipes, LR grid, two seeds) and `quickstart`
+Profiles: `experiment` (make experiment: seven recipes, a three-point LR grid, two seeds) and `quickstart`
 (make quickstart: the default recipe and full_adamw, one seed, LRs fixed from the experiment).
 Only the standard library; the Swift binaries do the work. See scripts/README.md.
 """
