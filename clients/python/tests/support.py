@@ -77,9 +77,11 @@ def import_jsonl(cache: str, dataset: str, lines: list[dict[str, Any]], vocab: i
 
 
 def odd_key_lines() -> list[dict[str, Any]]:
-    """Keys that exercise JSON string escaping; a loss mask on some; -0.0 log-probs."""
-    keys = ["a/b", 'q"uote', "back\\slash", "nl\nx", "tab\tx", "cr\rx", "bs\bx", "ff\fx", "c1\x01x", "c1f\x1fx",
-            "del\x7fx", "é", "😀", "ls\u2028x", "<>&'", "\ufeffbom", "k" * 1024]
+    """Keys at the edges of the key rule (schema/WIRE_FORMAT.md, "Keys": no C0 controls or DEL) and
+    of JSON string escaping; "é" and "e\u0301" are canonically equivalent but different bytes, so
+    distinct keys; a loss mask on some; -0.0 log-probs."""
+    keys = ["a/b", 'q"uote', "back\\slash", "c1\x85x", "c1\x9f", "nbsp\xa0x", "é", "e\u0301", "😀", "ls\u2028x",
+            "<>&'", "\ufeffbom", "sp ace", "k" * 1024]
     lines = []
     for i, key in enumerate(keys):
         line: dict[str, Any] = {"key": key, "tokens": [1, 2, 3], "sets": [
@@ -166,7 +168,7 @@ def random_sequences(name: str, count: int, vocab: int, k_max: int, seed: int, b
             if total > 1:
                 lps = [x - _log(total) - 1e-3 for x in lps]
             sets.append((chosen, lps, forced))
-        record: dict[str, Any] = {"key": f"{name}-{s}/é\t\"q\"", "tokens": tokens, "sets": sets}
+        record: dict[str, Any] = {"key": f"{name}-{s}/é \"q\"\\", "tokens": tokens, "sets": sets}
         if s % 3 == 0:
             record["loss_mask"] = [rng.randrange(2) for _ in range(length - 1)]
         sequences.append(record)
