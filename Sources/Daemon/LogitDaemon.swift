@@ -17,6 +17,7 @@ public enum LogitDaemon {
         let metrics = DaemonMetrics()
         let holder = ServiceHolder()
         let router = Router()
+        router.add(middleware: ResponseMetricsMiddleware(metrics: metrics))
         if let token = settings.token { router.add(middleware: BearerAuthMiddleware(token: token)) }
         Routes(holder: holder, metrics: metrics, bodies: BodyMemory(limit: settings.maxInflightBytes),
                maxBodyBytes: settings.maxBodyBytes, sharedMemory: settings.sharedMemory).add(to: router)
@@ -107,6 +108,24 @@ struct RecoveryService: Service {
                 metrics.record(regions: service.regions.list)
             }
         }
+    }
+}
+
+/// Outermost middleware: every answer's body bytes go to `logitd_bytes_out_total`, and the answers
+/// no route handler counts (401 from the token check; 404 of paths no route serves) go to
+/// `logitd_requests_total` under route "auth" / "unrouted".
+struct ResponseMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
+    let metrics: DaemonMetrics
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let response: Response
+        do { response = try await next(request, context) } catch {
+            metrics.request(route: "unrouted", status: Routes.ingestError(error).status)
+            throw error
+        }
+        if let bytes = response.body.contentLength { metrics.bytesOut.increment(by: bytes) }
+        if response.status == .unauthorized { metrics.request(route: "auth", status: 401) }
+        return response
     }
 }
 

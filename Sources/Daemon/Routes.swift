@@ -103,8 +103,10 @@ struct Routes {
         // No max_body_bytes here: that bounds memory bodies hold in the daemon, and a shared body
         // stays in the teacher's region, bounded by max_shared_bytes.
         let region = try service.regions.mapping(r.region)
-        metrics.bytesShared.increment(by: max(r.length, 0))
         let outcome = try await service.appendShared(dataset: name, region: region, offset: r.offset, length: r.length)
+        // Counted once accepted: a refused request's declared length (negative, or past the
+        // region) is no data taken in.
+        metrics.bytesShared.increment(by: r.length)
         return try Self.json(200, outcome)
     }
 

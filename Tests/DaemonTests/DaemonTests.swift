@@ -216,6 +216,53 @@ final class DaemonTests: XCTestCase {
         }
     }
 
+    /// The counters against what the test sent: every 401 counted (route "auth"), every answer's
+    /// body bytes in logitd_bytes_out_total, and a refused shared append adds nothing to
+    /// logitd_shared_memory_bytes_total (it used to add the declared length, and wrapped negative).
+    func testMetricsCountWhatWasSentAndAnswered() async throws {
+        let token = "s3cret-token-0123456789"
+        let (daemon, client) = try await started(environment: ["LOGITD_TOKEN": token], token: token)
+        func send(_ path: String, method: String = "GET", body: Data? = nil, auth: Bool = true) async throws -> (Int, Int) {
+            var request = URLRequest(url: daemon.baseURL.appendingPathComponent(path))
+            request.httpMethod = method
+            request.httpBody = body
+            if auth { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+            let (data, response) = try await URLSession.shared.data(for: request)
+            return ((response as? HTTPURLResponse)?.statusCode ?? 0, data.count)
+        }
+        func metric(_ name: String, _ labels: String = "") async throws -> Double {
+            let (data, _) = try await URLSession.shared.data(for: {
+                var r = URLRequest(url: daemon.baseURL.appendingPathComponent("metrics"))
+                r.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+                return r
+            }())
+            let text = String(decoding: data, as: UTF8.self)
+            let line = text.split(separator: "\n").first { $0.hasPrefix(name) && (labels.isEmpty || $0.contains(labels)) }
+            return line.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
+        }
+        _ = try await client.append(dataset: "domain", vocabSize: 2000, records: records(2, "m"))
+        var answered = 0
+        for _ in 0..<3 {
+            let (status, bytes) = try await send("v1/datasets/domain/stats", auth: false)
+            XCTAssertEqual(status, 401)
+            answered += bytes
+        }
+        let (status, bytes) = try await send("v1/datasets/domain/stats")
+        XCTAssertEqual(status, 200)
+        answered += bytes
+        let shared = try JSONSerialization.data(withJSONObject: ["region": "none", "offset": 0, "length": -5])
+        let (refused, refusedBytes) = try await send("v1/datasets/domain/sequences/shared", method: "POST", body: shared)
+        XCTAssertEqual(refused / 100, 4)
+        answered += refusedBytes
+        let unauthorized = try await metric("logitd_requests_total", "route=\"auth\"")
+        let bytesOut = try await metric("logitd_bytes_out_total")
+        let sharedBytes = try await metric("logitd_shared_memory_bytes_total")
+        XCTAssertEqual(unauthorized, 3, "every 401 counted")
+        XCTAssertGreaterThanOrEqual(bytesOut, Double(answered))
+        XCTAssertEqual(sharedBytes, 0, "a refused shared append counted")
+        XCTAssertEqual(daemon.stop(), 0)
+    }
+
     /// Without a token only a loopback address may be bound, decided on the parsed address:
     /// a name that merely starts with "127." never reaches DNS.
     func testHostNamesThatLookLoopbackNeedAToken() throws {
