@@ -1,3 +1,4 @@
+import Foundation
 import Catalog
 import SharedMemory
 import Synchronization
@@ -16,6 +17,14 @@ final class SharedRegions: Sendable {
     /// Maps `path` under `name`; the same name and path again is a no-op (a teacher retrying).
     func register(name: String, path: String) throws -> (SharedRegionInfo, created: Bool) {
         try Self.validate(name)
+        // Every region must have an owner whose exit drops it: a path that names the teacher's
+        // process. Anything else (a symlink, /proc/self, "..", a NUL) would stay mapped forever.
+        guard let owner = SharedMemoryMapping.owner(of: path) else {
+            throw IngestError(status: 400, "region path \(path.debugDescription) must be /proc/PID/fd/N: the teacher's memfd named through the teacher's own process id (so the region is dropped when it exits)")
+        }
+        guard owner != getpid() else {
+            throw IngestError(status: 400, "region path \(path.debugDescription) names logitd's own process; name the teacher's")
+        }
         // Checked again under the lock below: another request may register the name meanwhile.
         func already(_ existing: SharedMemoryMapping) throws -> (SharedRegionInfo, created: Bool) {
             guard existing.path == path else {

@@ -139,10 +139,16 @@ public final class SharedMemoryMapping: @unchecked Sendable {
         return kill(ownerPID, 0) != 0 && errno == ESRCH
     }
 
-    static func owner(of path: String) -> Int32? {
-        let parts = path.split(separator: "/")
-        guard parts.count == 4, parts[0] == "proc", parts[2] == "fd", Int(parts[3]) != nil else { return nil }
-        return Int32(parts[1])
+    /// The PID of a path of exactly the form `/proc/PID/fd/N` (decimal digits only, no other
+    /// component), else nil: "self", "..", doubled slashes, a NUL or a symlink's own name do not
+    /// say whose memory it is.
+    public static func owner(of path: String) -> Int32? {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        func digits(_ s: Substring) -> Bool { !s.isEmpty && s.utf8.count <= 10 && s.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } }
+        guard parts.count == 5, parts[0].isEmpty, parts[1] == "proc", digits(parts[2]), parts[3] == "fd", digits(parts[4]) else {
+            return nil
+        }
+        return Int32(parts[2])
     }
 
     deinit { munmap(UnsafeMutableRawPointer(mutating: base), byteCount) }

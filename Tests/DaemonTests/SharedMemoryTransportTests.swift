@@ -128,11 +128,38 @@ final class SharedMemoryTransportTests: XCTestCase {
         // "not a memfd" on most file systems; on tmpfs the file has seals but can still shrink.
         await assertStatus(400, file) { try await self.register(client, "plain", file) }
         XCTAssertEqual(mkfifo(dir + "/fifo", 0o600), 0)
-        await assertStatus(400, "not a shared-memory file") { try await self.register(client, "fifo", dir + "/fifo") }
-        await assertStatus(400, "No such file") { try await self.register(client, "gone", dir + "/missing") }
+        await assertStatus(400, "must be /proc/PID/fd/N") { try await self.register(client, "fifo", dir + "/fifo") }
+        await assertStatus(400, "must be /proc/PID/fd/N") { try await self.register(client, "gone", dir + "/missing") }
+        // A /proc path of this (live) process whose fd is no memfd, and one that does not exist.
+        let plain = open(file, O_RDONLY)
+        defer { close(plain) }
+        await assertStatus(400, "not a memfd") { try await self.register(client, "plainfd", "/proc/\(getpid())/fd/\(plain)") }
+        await assertStatus(400, "No such file") { try await self.register(client, "gonefd", "/proc/\(getpid())/fd/99999") }
         await assertStatus(400, "region name") { try await self.register(client, "../x", file) }
         let names = try await client.regions().map(\.name)
         XCTAssertEqual(names, ["r"])
+        XCTAssertEqual(daemon.stop(), 0)
+    }
+
+    /// Regions that would have no owner (#16): through a symlink, /proc/self, "..", a NUL suffix, or
+    /// the daemon's own pid. Each is refused, and none is left registered.
+    func testRegionsWithoutAnOwnerAreRefused() async throws {
+        let (daemon, client) = try await started()
+        let region = try SharedMemoryRegion(byteCount: 4096)
+        let canonical = region.path
+        XCTAssertNotNil(SharedMemoryMapping.owner(of: canonical))
+        let fd = canonical.split(separator: "/").last!
+        let link = temporaryDirectory() + "/link"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: canonical)
+        for path in [link, "/proc/self/fd/\(fd)", "/proc/\(getpid())/../\(getpid())/fd/\(fd)", canonical + "\u{0}x",
+                     "/proc//\(getpid())/fd/\(fd)", "proc/\(getpid())/fd/\(fd)", "/proc/\(daemon.process.processIdentifier)/fd/0"] {
+            await assertStatus(400, "/proc/") { try await self.register(client, "r", path) }
+        }
+        let listed = try await client.regions()
+        XCTAssertTrue(listed.isEmpty, "\(listed)")
+        try await client.registerRegion(name: "r", region: region)
+        let owners = try await client.regions().map(\.owner_pid)
+        XCTAssertEqual(owners, [getpid()])
         XCTAssertEqual(daemon.stop(), 0)
     }
 
