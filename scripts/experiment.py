@@ -335,11 +335,14 @@ def drop_weights(run: Path) -> None:
         (run / "checkpoint" / name).unlink(missing_ok=True)
 
 
-def final_eval(run: Path, name: str, step: int) -> dict[str, Any]:
-    rows = [r for r in read_metrics(run) if r.get("kind") == "eval" and r.get("name") == name and r.get("step") == step]
-    if not rows:
-        sys.exit(f"experiment: {run}/metrics.jsonl has no {name} evaluation at step {step}")
-    return rows[-1]
+def final_evals(run: Path, step: int, names: tuple[str, ...], metrics: list[dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """The evaluation lines of `names` at `step`, from one read of the run's metrics.jsonl."""
+    rows = metrics if metrics is not None else read_metrics(run)
+    found = {r["name"]: r for r in rows if r.get("kind") == "eval" and r.get("name") in names and r.get("step") == step}
+    for name in names:
+        if name not in found:
+            sys.exit(f"experiment: {run}/metrics.jsonl has no {name} evaluation at step {step}")
+    return found
 
 
 PROBE_STEPS = 8
@@ -494,10 +497,11 @@ def main() -> None:
         scores = {}
         for lr in p.lr_grid:
             run = train(runner, out, args.model, recipe, lr, first, p)
-            scores[lr] = final_eval(run, "validation", p.steps)["ppl"]
+            final = final_evals(run, p.steps, ("validation", "domain", "general"))
+            scores[lr] = final["validation"]["ppl"]
             frontier.setdefault(name, []).append({
-                "lr": lr, "validation_ppl": scores[lr], "domain_ppl": final_eval(run, "domain", p.steps)["ppl"],
-                "general_kl_to_base": final_eval(run, "general", p.steps)["kl_to_base"]})
+                "lr": lr, "validation_ppl": scores[lr], "domain_ppl": final["domain"]["ppl"],
+                "general_kl_to_base": final["general"]["kl_to_base"]})
         grid[name] = {f"{lr:g}": round(v, 4) for lr, v in scores.items()}
         chosen[name] = min(scores, key=lambda lr: scores[lr])
         print(f"{name}: validation perplexity {grid[name]} -> lr {chosen[name]:g}")
@@ -529,8 +533,9 @@ def main() -> None:
         steps_curve: dict[int, dict[str, list[float]]] = {}
         for seed in p.seeds:
             run = out / "runs" / f"{name}-lr{chosen[name]:g}-seed{seed}"
-            domain, general = final_eval(run, "domain", p.steps), final_eval(run, "general", p.steps)
             metrics = read_metrics(run)
+            final = final_evals(run, p.steps, ("domain", "general"), metrics)
+            domain, general = final["domain"], final["general"]
             # The first two steps fault in buffers and warm caches; the rest are the steady state.
             warm = 2 if p.steps > 4 else 0
             step_seconds = [r["step_seconds"] for r in metrics if r.get("kind") == "train" and r["step"] > warm]
