@@ -20,6 +20,9 @@ final class DaemonMetrics: Sendable {
     let sharedMappedBytes: CoreMetrics.Gauge
     let inflightBytes: CoreMetrics.Gauge
     let inflightRequests: CoreMetrics.Gauge
+    let openConnections: CoreMetrics.Gauge
+    /// Connections answered 503 at once for being over `max_connections`.
+    let connectionsRefused: CoreMetrics.Counter
     let ackLatency: Metrics.Timer
     let fsyncLatency: Metrics.Timer
 
@@ -40,12 +43,19 @@ final class DaemonMetrics: Sendable {
         sharedMappedBytes = CoreMetrics.Gauge(label: "logitd_shared_memory_mapped_bytes", factory: factory)
         inflightBytes = CoreMetrics.Gauge(label: "logitd_inflight_bytes", factory: factory)
         inflightRequests = CoreMetrics.Gauge(label: "logitd_queue_depth", factory: factory)
+        openConnections = CoreMetrics.Gauge(label: "logitd_open_connections", factory: factory)
+        connectionsRefused = CoreMetrics.Counter(label: "logitd_connections_refused_total", factory: factory)
         ackLatency = Metrics.Timer(label: "logitd_ack_latency_seconds", factory: factory)
         fsyncLatency = Metrics.Timer(label: "logitd_flush_latency_seconds", factory: factory)
     }
 
     func request(route: String, status: Int) {
         CoreMetrics.Counter(label: "logitd_requests_total", dimensions: [("route", route), ("status", String(status))], factory: factory).increment()
+    }
+
+    /// A connection closed because its client exceeded `limit` (idle, header, body_progress, request).
+    func connectionClosed(reason limit: String) {
+        CoreMetrics.Counter(label: "logitd_connections_closed_total", dimensions: [("limit", limit)], factory: factory).increment()
     }
 
     func error(kind: String) {

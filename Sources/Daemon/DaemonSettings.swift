@@ -1,6 +1,7 @@
 import Catalog
 import Configuration
 import Foundation
+import NIOCore
 import SystemPackage
 
 /// Everything `logitd serve` can be told. Read through swift-configuration with this precedence:
@@ -20,6 +21,15 @@ public struct DaemonSettings: Sendable, Equatable {
     public var maxBodyBytes = 256 << 20
     /// Memory all in-flight request bodies may hold together; beyond it requests get 503.
     public var maxInflightBytes = 1 << 30
+    /// How long a client may take (seconds): from a request's first byte to its complete
+    /// header; a connection with no request in progress; the longest gap in a body; a whole
+    /// request, first byte to last. Past each, the connection is closed (408 if a request was under way).
+    public var headerTimeoutSeconds = 10.0
+    public var idleTimeoutSeconds = 60.0
+    public var bodyTimeoutSeconds = 30.0
+    public var requestTimeoutSeconds = 600.0
+    /// Open connections beyond this are answered 503 and closed.
+    public var maxConnections = 512
     /// Seal a dataset's open shard after this long without appends (0: never).
     public var sealIdleSeconds = 300.0
     /// Rotate shards at this size.
@@ -81,6 +91,11 @@ public struct DaemonSettings: Sendable, Equatable {
         s.maxBodyBytes = try int("max_body_bytes", s.maxBodyBytes)
         s.maxInflightBytes = try int("max_inflight_bytes", s.maxInflightBytes)
         s.sealIdleSeconds = try double("seal_idle_seconds", s.sealIdleSeconds)
+        s.headerTimeoutSeconds = try double("header_timeout_seconds", s.headerTimeoutSeconds)
+        s.idleTimeoutSeconds = try double("idle_timeout_seconds", s.idleTimeoutSeconds)
+        s.bodyTimeoutSeconds = try double("body_timeout_seconds", s.bodyTimeoutSeconds)
+        s.requestTimeoutSeconds = try double("request_timeout_seconds", s.requestTimeoutSeconds)
+        s.maxConnections = try int("max_connections", s.maxConnections)
         s.maxShardBytes = UInt64(try int("max_shard_bytes", Int(s.maxShardBytes)))
         s.zstdLevel = try int("zstd_level", s.zstdLevel)
         s.targetBlockBytes = try int("target_block_bytes", s.targetBlockBytes)
@@ -107,6 +122,13 @@ public struct DaemonSettings: Sendable, Equatable {
         }
         guard maxSharedBytes >= 0 else { throw DaemonError.settings("max_shared_bytes must be ≥ 0") }
         guard sealIdleSeconds >= 0 else { throw DaemonError.settings("seal_idle_seconds must be ≥ 0") }
+        for (key, value) in [("header_timeout_seconds", headerTimeoutSeconds), ("idle_timeout_seconds", idleTimeoutSeconds),
+                             ("body_timeout_seconds", bodyTimeoutSeconds), ("request_timeout_seconds", requestTimeoutSeconds)] {
+            guard value.isFinite, value > 0, value <= 86_400 else {
+                throw DaemonError.settings("\(key) must be > 0 and ≤ 86400 seconds, got \(value)")
+            }
+        }
+        guard maxConnections >= 1 else { throw DaemonError.settings("max_connections must be ≥ 1, got \(maxConnections)") }
         guard (1...22).contains(zstdLevel) else { throw DaemonError.settings("zstd_level must be 1…22") }
         if let token, token.utf8.count < 16 {
             throw DaemonError.settings("the bearer token must be at least 16 characters")
@@ -143,6 +165,13 @@ public struct DaemonSettings: Sendable, Equatable {
             return .other
         }
         return .name
+    }
+
+    var connectionLimits: ConnectionLimits {
+        func amount(_ seconds: Double) -> TimeAmount { .nanoseconds(Int64(seconds * 1e9)) }
+        return ConnectionLimits(header: amount(headerTimeoutSeconds), idle: amount(idleTimeoutSeconds),
+                                bodyProgress: amount(bodyTimeoutSeconds), request: amount(requestTimeoutSeconds),
+                                maxConnections: maxConnections)
     }
 
     var storeOptions: CacheStore.Options {

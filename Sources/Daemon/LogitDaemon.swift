@@ -27,6 +27,7 @@ public enum LogitDaemon {
         if let socket = settings.unixSocket { try? FileManager.default.removeItem(atPath: socket) }
         let app = Application(
             router: router,
+            server: WatchedHTTP1Channel.server(limits: settings.connectionLimits, metrics: metrics, logger: logger),
             configuration: .init(address: address, serverName: "logitd"),
             onServerRunning: { channel in
                 let bound: String

@@ -201,33 +201,42 @@ struct Routes {
 
     func append(_ request: Request, name: String) async throws -> Response {
         let service = try holder.require()
-        // Reserve memory for the body before reading it: the bound holds whatever clients send.
         let declared = request.headers[.contentLength].flatMap { Int($0) }
         if let declared, declared > maxBodyBytes {
             throw IngestError(status: 413, "body of \(declared) bytes exceeds the limit of \(maxBodyBytes)")
         }
-        let reservation = declared ?? maxBodyBytes
-        guard var buffer = bodies.acquire(reservation, capacity: declared ?? 64 << 10) else {
-            throw IngestError(status: 503, "too many bytes in flight (limit \(bodies.limit)); retry later")
-        }
-        metrics.inflightRequests.record(bodies.requests)
-        metrics.inflightBytes.record(bodies.inFlight)
+        // A body is charged for the bytes that have arrived, as they arrive: a client that sends
+        // nothing holds nothing of the in-flight budget, however large the body it announced.
+        // A declared length that cannot fit now is refused before the client sends it.
+        if let declared, !bodies.fits(declared) { throw bodies.refusal }
+        var buffer: ByteBuffer?
+        var charged = 0
         defer {
-            bodies.release(reservation, buffer: buffer)
+            if let buffer { bodies.release(charged, buffer: buffer) }
             metrics.inflightBytes.record(bodies.inFlight)
             metrics.inflightRequests.record(bodies.requests)
         }
-        // Collected into one buffer sized from Content-Length (growing by doubling would copy a
-        // logits body several times), reused across requests (a fresh one costs a page fault
-        // per 4 KiB on first write).
         for try await chunk in request.body {
-            guard buffer.readableBytes + chunk.readableBytes <= maxBodyBytes else {
+            guard charged + chunk.readableBytes <= maxBodyBytes else {
                 throw IngestError(status: 413, "body exceeds the limit of \(maxBodyBytes) bytes")
             }
-            buffer.writeImmutableBuffer(chunk)
+            if buffer == nil {
+                // One buffer sized from Content-Length (growing by doubling would copy a logits
+                // body several times), reused across requests (a fresh one costs a page fault
+                // per 4 KiB on first write).
+                guard let first = bodies.acquire(chunk.readableBytes, capacity: declared ?? 64 << 10) else { throw bodies.refusal }
+                buffer = first
+                metrics.inflightRequests.record(bodies.requests)
+            } else if !bodies.grow(chunk.readableBytes) {
+                throw bodies.refusal
+            }
+            charged += chunk.readableBytes
+            metrics.inflightBytes.record(bodies.inFlight)
+            buffer!.writeImmutableBuffer(chunk)
         }
-        metrics.bytesIn.increment(by: buffer.readableBytes)
-        let outcome = try await service.append(dataset: name, body: buffer)
+        let body = buffer ?? ByteBuffer()
+        metrics.bytesIn.increment(by: body.readableBytes)
+        let outcome = try await service.append(dataset: name, body: body)
         return try Self.json(200, outcome)
     }
 
@@ -286,65 +295,4 @@ struct DatasetRequest: Codable {
                     teacherId: teacher_id ?? "", tokenizerId: tokenizer_id ?? "", tokenizerHash: tokenizer_hash ?? "",
                     logprobScale: logprob_scale ?? 64)
     }
-}
-
-/// Bounds the memory held by request bodies (backpressure) and keeps idle body buffers for
-/// reuse inside the same bound. A request reserves its declared length before its body is read
-/// and gets 503 + Retry-After when the bound is reached; idle buffers are dropped first, so they
-/// never cause a 503.
-final class BodyMemory: Sendable {
-    let limit: Int
-    /// Buffers smaller than this are not worth keeping.
-    static let minimumKept = 1 << 20
-    private struct State {
-        var inFlight = 0
-        var requests = 0
-        var idle: [ByteBuffer] = []
-        var idleBytes = 0
-    }
-    private let state = Mutex<State>(State())
-
-    init(limit: Int) { self.limit = limit }
-
-    /// Reserves `bytes` and returns an empty buffer of at least `capacity`, reused when one is
-    /// idle; nil when the reservation does not fit.
-    func acquire(_ bytes: Int, capacity: Int) -> ByteBuffer? {
-        enum Grant { case refused, fresh, reused(ByteBuffer) }
-        let grant: Grant = state.withLock { s in
-            guard s.inFlight + bytes <= limit else { return .refused }
-            s.inFlight += bytes
-            s.requests += 1
-            var pick: ByteBuffer?
-            if let i = s.idle.indices.filter({ s.idle[$0].capacity >= capacity }).min(by: { s.idle[$0].capacity < s.idle[$1].capacity }) {
-                pick = s.idle.remove(at: i)
-                s.idleBytes -= pick!.capacity
-                // Cleared here, not on release: now the pool holds the only reference, so the
-                // storage is kept (clearing a shared buffer would allocate a new one).
-                pick?.clear()
-            }
-            // Idle buffers give way to bodies in flight.
-            while s.inFlight + s.idleBytes > limit, let dropped = s.idle.popLast() { s.idleBytes -= dropped.capacity }
-            return pick.map(Grant.reused) ?? .fresh
-        }
-        switch grant {
-        case .refused: return nil
-        case .fresh: return ByteBufferAllocator().buffer(capacity: capacity)
-        case .reused(let buffer): return buffer
-        }
-    }
-
-    /// Ends a reservation; keeps `buffer` for reuse when it is large and room remains.
-    func release(_ bytes: Int, buffer: ByteBuffer) {
-        let kept = buffer
-        state.withLock { s in
-            s.inFlight -= bytes
-            s.requests -= 1
-            guard kept.capacity >= Self.minimumKept, s.inFlight + s.idleBytes + kept.capacity <= limit, s.idle.count < 8 else { return }
-            s.idle.append(kept)
-            s.idleBytes += kept.capacity
-        }
-    }
-
-    var inFlight: Int { state.withLock { $0.inFlight } }
-    var requests: Int { state.withLock { $0.requests } }
 }

@@ -25,6 +25,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-body-bytes"), help: "Largest request body.") var maxBodyBytes: Int?
     @Option(name: .customLong("max-inflight-bytes"), help: "Memory bound for bodies in flight.") var maxInflightBytes: Int?
     @Option(name: .customLong("seal-idle-seconds"), help: "Seal open shards idle this long (0: never).") var sealIdleSeconds: Double?
+    @Option(name: .customLong("header-timeout-seconds"), help: "Longest a request's header may take (default 10).") var headerTimeoutSeconds: Double?
+    @Option(name: .customLong("idle-timeout-seconds"), help: "Close connections idle this long (default 60).") var idleTimeoutSeconds: Double?
+    @Option(name: .customLong("body-timeout-seconds"), help: "Longest gap between a body's bytes (default 30).") var bodyTimeoutSeconds: Double?
+    @Option(name: .customLong("request-timeout-seconds"), help: "Longest a whole request may take to arrive (default 600).")
+    var requestTimeoutSeconds: Double?
+    @Option(name: .customLong("max-connections"), help: "Open connections beyond this get 503 (default 512).") var maxConnections: Int?
     @Option(name: .customLong("max-shard-bytes"), help: "Rotate shards at this size.") var maxShardBytes: Int?
     @Option(name: .customLong("shared-memory"), help: "Accept bodies from teachers' shared-memory regions: true or false (default true).")
     var sharedMemory: String?
@@ -45,6 +51,11 @@ struct Serve: AsyncParsableCommand {
         overrides["max_inflight_bytes"] = maxInflightBytes.map(String.init)
         overrides["seal_idle_seconds"] = sealIdleSeconds.map { "\($0)" }
         overrides["max_shard_bytes"] = maxShardBytes.map(String.init)
+        overrides["header_timeout_seconds"] = headerTimeoutSeconds.map { "\($0)" }
+        overrides["idle_timeout_seconds"] = idleTimeoutSeconds.map { "\($0)" }
+        overrides["body_timeout_seconds"] = bodyTimeoutSeconds.map { "\($0)" }
+        overrides["request_timeout_seconds"] = requestTimeoutSeconds.map { "\($0)" }
+        overrides["max_connections"] = maxConnections.map(String.init)
         overrides["shared_memory"] = sharedMemory
         overrides["max_shared_bytes"] = maxSharedBytes.map(String.init)
         overrides["zstd_level"] = zstdLevel.map(String.init)

@@ -31,4 +31,22 @@ final class BodyMemoryTests: XCTestCase {
         XCTAssertEqual(memory.inFlight, 9 << 20)
         XCTAssertEqual(memory.requests, 1)
     }
+
+    /// A body grows its charge as bytes arrive; what does not fit is refused without changing
+    /// the charge, and `fits` reserves nothing.
+    func testChargesGrowWithArrivedBytes() throws {
+        let memory = BodyMemory(limit: 1000)
+        XCTAssertTrue(memory.fits(1000))
+        XCTAssertFalse(memory.fits(1001))
+        let buffer = try XCTUnwrap(memory.acquire(100, capacity: 1000))
+        XCTAssertEqual(memory.inFlight, 100)
+        XCTAssertTrue(memory.grow(800))
+        XCTAssertFalse(memory.grow(101), "past the bound")
+        XCTAssertEqual(memory.inFlight, 900)
+        XCTAssertTrue(memory.fits(100))
+        XCTAssertEqual(memory.inFlight, 900, "fits reserved something")
+        memory.release(900, buffer: buffer)
+        XCTAssertEqual(memory.inFlight, 0)
+        XCTAssertEqual(memory.requests, 0)
+    }
 }

@@ -42,11 +42,11 @@ extension DaemonTests {
     func testAppendRetriesA503AndThenSucceeds() async throws {
         // Room for one ~60 KB body at a time, as in the backpressure test.
         let (daemon, client) = try await started(["--max-body-bytes", "100000", "--max-inflight-bytes", "100000"])
-        // A raw connection declares a 90 KB body and sends only part of it: the daemon holds its
-        // reservation, so the client's append must get 503 until that connection goes away.
+        // A raw connection sends 90 KB of a 90,001-byte body and waits: those bytes are in flight,
+        // so the client's append must get 503 until that connection goes away.
         let holder = try RawConnection(port: daemon.baseURL.port!)
         try holder.write("POST /v1/datasets/domain/sequences HTTP/1.1\r\nHost: localhost\r\n"
-            + "Content-Type: application/octet-stream\r\nContent-Length: 90000\r\n\r\n" + String(repeating: "x", count: 100))
+            + "Content-Type: application/octet-stream\r\nContent-Length: 90001\r\n\r\n" + String(repeating: "x", count: 90000))
         try await Task.sleep(for: .milliseconds(200))
         var encoder = WireBatchEncoder(mode: .sets, vocabSize: 2000)
         records(120, "r").forEach { encoder.append($0) }
@@ -160,6 +160,21 @@ final class RawConnection: Sendable {
                 out += chunk[0..<n]
             }
         }
+    }
+
+    /// Sends `bytes` one at a time, `interval` seconds apart, until the server answers or closes
+    /// the connection; then what it answered (empty when it closed without a word).
+    func trickle(_ bytes: [UInt8], interval: Double) -> String {
+        let answered: Bool = fd.withLock { fd in
+            for byte in bytes {
+                var b = byte
+                guard send(fd, &b, 1, Int32(MSG_NOSIGNAL)) == 1 else { return true }
+                var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                if poll(&p, 1, Int32(interval * 1000)) > 0 { return true }
+            }
+            return false
+        }
+        return answered ? readResponse() : ""
     }
 
     func close() {

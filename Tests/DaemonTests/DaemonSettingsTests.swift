@@ -28,6 +28,10 @@ final class DaemonSettingsTests: XCTestCase {
         await assertFails(["port": "1"], "cache directory is required")
         await assertFails(["cache_dir": "/tmp/x", "host": "0.0.0.0"], "without a bearer token")
         await assertFails(["cache_dir": "/tmp/x", "max_inflight_bytes": "2048", "max_body_bytes": "4096"], "must be ≥ max_body_bytes")
+        await assertFails(["cache_dir": "/tmp/x", "header_timeout_seconds": "0"], "header_timeout_seconds must be > 0")
+        await assertFails(["cache_dir": "/tmp/x", "body_timeout_seconds": "nan"], "body_timeout_seconds must be > 0")
+        await assertFails(["cache_dir": "/tmp/x", "idle_timeout_seconds": "soon"], "idle_timeout_seconds must be a number")
+        await assertFails(["cache_dir": "/tmp/x", "max_connections": "0"], "max_connections must be ≥ 1")
         do {
             _ = try await DaemonSettings.resolve(overrides: ["cache_dir": "/tmp/x"], configFile: "/nonexistent.json", environment: [:])
             XCTFail("a missing config file was ignored")
