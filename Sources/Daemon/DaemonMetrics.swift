@@ -58,10 +58,6 @@ final class DaemonMetrics: Sendable {
         CoreMetrics.Counter(label: "logitd_connections_closed_total", dimensions: [("limit", limit)], factory: factory).increment()
     }
 
-    func error(kind: String) {
-        CoreMetrics.Counter(label: "logitd_errors_total", dimensions: [("kind", kind)], factory: factory).increment()
-    }
-
     func render() -> [UInt8] { registry.emitToBuffer() }
 
     func record(regions: [SharedRegionInfo]) {

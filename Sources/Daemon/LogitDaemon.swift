@@ -17,7 +17,7 @@ public enum LogitDaemon {
         let metrics = DaemonMetrics()
         let holder = ServiceHolder()
         let router = Router()
-        router.add(middleware: ResponseMetricsMiddleware(metrics: metrics))
+        router.add(middleware: AnswerMiddleware(metrics: metrics))
         if let token = settings.token { router.add(middleware: BearerAuthMiddleware(token: token)) }
         Routes(holder: holder, metrics: metrics, bodies: BodyMemory(limit: settings.maxInflightBytes),
                maxBodyBytes: settings.maxBodyBytes, sharedMemory: settings.sharedMemory).add(to: router)
@@ -112,20 +112,19 @@ struct RecoveryService: Service {
     }
 }
 
-/// Outermost middleware: every answer's body bytes go to `logitd_bytes_out_total`, and the answers
-/// no route handler counts (401 from the token check; 404 of paths no route serves) go to
-/// `logitd_requests_total` under route "auth" / "unrouted".
-struct ResponseMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
+/// Outermost middleware: turns a handler's error into its JSON answer (`Routes.ingestError`:
+/// 4xx for the client's mistakes, 5xx for ours), then counts every answer in
+/// `logitd_requests_total{route, status}` (route: method and path pattern, "unrouted" for paths
+/// no route serves) and its body bytes in `logitd_bytes_out_total`.
+struct AnswerMiddleware<Context: RequestContext>: RouterMiddleware {
     let metrics: DaemonMetrics
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let response: Response
-        do { response = try await next(request, context) } catch {
-            metrics.request(route: "unrouted", status: Routes.ingestError(error).status)
-            throw error
-        }
+        do { response = try await next(request, context) } catch { response = Routes.error(Routes.ingestError(error)) }
+        let route = context.endpointPath.flatMap { $0 == "NotFound" ? nil : "\(request.method) \($0)" } ?? "unrouted"
+        metrics.request(route: route, status: Int(response.status.code))
         if let bytes = response.body.contentLength { metrics.bytesOut.increment(by: bytes) }
-        if response.status == .unauthorized { metrics.request(route: "auth", status: 401) }
         return response
     }
 }

@@ -35,62 +35,49 @@ struct Routes {
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                      body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
         }
+        // Handlers throw; `AnswerMiddleware` turns every error into its JSON answer and counts it.
         let v1 = router.group("v1/datasets")
-        v1.post { request, _ in try await guarded("create") { try await createDataset(request) } }
+        v1.post { request, _ in try await createDataset(request) }
         v1.get { _, _ in
-            try await guarded("list") {
-                let service = try holder.require()
-                let store = service.store
-                let list = try await service.offload { try store.datasets().map { try CoverageSummary.make(store: store, dataset: $0.spec.name) } }
-                return try Self.json(200, list)
-            }
+            let service = try holder.require()
+            let store = service.store
+            let list = try await service.offload { try store.datasets().map { try CoverageSummary.make(store: store, dataset: $0.spec.name) } }
+            return try Self.json(200, list)
         }
         v1.get(":name/stats") { _, context in
-            try await guarded("stats") {
-                let name = try context.parameters.require("name")
-                let service = try holder.require()
-                let store = service.store
-                return try Self.json(200, try await service.offload { try CoverageSummary.make(store: store, dataset: name) })
-            }
+            let name = try context.parameters.require("name")
+            let service = try holder.require()
+            let store = service.store
+            return try Self.json(200, try await service.offload { try CoverageSummary.make(store: store, dataset: name) })
         }
         v1.post(":name/seal") { _, context in
-            try await guarded("seal") {
-                let name = try context.parameters.require("name")
-                let service = try holder.require()
-                let store = service.store
-                try await service.offload { try store.seal(dataset: name) }
-                return Self.json(200, ["sealed": name])
-            }
+            let name = try context.parameters.require("name")
+            let service = try holder.require()
+            let store = service.store
+            try await service.offload { try store.seal(dataset: name) }
+            return Self.json(200, ["sealed": name])
         }
-        v1.post(":name/keys") { request, context in
-            try await guarded("keys") { try await lookupKeys(request, name: try context.parameters.require("name")) }
-        }
-        v1.post(":name/sequences") { request, context in
-            try await guarded("append") { try await append(request, name: try context.parameters.require("name")) }
-        }
+        v1.post(":name/keys") { request, context in try await lookupKeys(request, name: try context.parameters.require("name")) }
+        v1.post(":name/sequences") { request, context in try await append(request, name: try context.parameters.require("name")) }
         guard sharedMemory else { return }
         v1.post(":name/sequences/shared") { request, context in
-            try await guarded("append_shared") { try await appendShared(request, name: try context.parameters.require("name")) }
+            try await appendShared(request, name: try context.parameters.require("name"))
         }
         let regions = router.group("v1/regions")
         regions.post { request, _ in
-            try await guarded("region_register") {
-                let r: RegionRequest = try await Self.decodeJSON(request, "region JSON: expected {\"name\": string, \"path\": string}")
-                let regions = try holder.require().regions
-                let (entry, created) = try regions.register(name: r.name, path: r.path)
-                metrics.record(regions: regions.list)
-                return try Self.json(created ? 201 : 200, entry)
-            }
+            let r: RegionRequest = try await Self.decodeJSON(request, "region JSON: expected {\"name\": string, \"path\": string}")
+            let regions = try holder.require().regions
+            let (entry, created) = try regions.register(name: r.name, path: r.path)
+            metrics.record(regions: regions.list)
+            return try Self.json(created ? 201 : 200, entry)
         }
-        regions.get { _, _ in try await guarded("region_list") { try Self.json(200, try holder.require().regions.list) } }
+        regions.get { _, _ in try Self.json(200, try holder.require().regions.list) }
         regions.delete(":name") { _, context in
-            try await guarded("region_unregister") {
-                let name = try context.parameters.require("name")
-                let regions = try holder.require().regions
-                try regions.unregister(name)
-                metrics.record(regions: regions.list)
-                return Self.json(200, ["unregistered": name])
-            }
+            let name = try context.parameters.require("name")
+            let regions = try holder.require().regions
+            try regions.unregister(name)
+            metrics.record(regions: regions.list)
+            return Self.json(200, ["unregistered": name])
         }
     }
 
@@ -121,20 +108,6 @@ struct Routes {
         } catch {
             throw IngestError(status: 400, "\(expected): \(error)")
         }
-    }
-
-    /// Runs a handler, turning every failure into a JSON error with the right status, and counts it.
-    func guarded(_ route: String, _ body: () async throws -> Response) async throws -> Response {
-        let response: Response
-        do {
-            response = try await body()
-        } catch {
-            let e = Self.ingestError(error)
-            response = Self.error(e)
-            metrics.error(kind: "\(route)_\(e.status)")
-        }
-        metrics.request(route: route, status: Int(response.status.code))
-        return response
     }
 
     /// The answer to a failure. Errors of the HTTP layer are the client's: a malformed chunked

@@ -254,7 +254,7 @@ final class DaemonTests: XCTestCase {
         let (refused, refusedBytes) = try await send("v1/datasets/domain/sequences/shared", method: "POST", body: shared)
         XCTAssertEqual(refused / 100, 4)
         answered += refusedBytes
-        let unauthorized = try await metric("logitd_requests_total", "route=\"auth\"")
+        let unauthorized = try await metric("logitd_requests_total", "status=\"401\"")
         let bytesOut = try await metric("logitd_bytes_out_total")
         let sharedBytes = try await metric("logitd_shared_memory_bytes_total")
         XCTAssertEqual(unauthorized, 3, "every 401 counted")
