@@ -64,6 +64,7 @@ experiment: base-model corpora
 ## test: build and run the whole test suite (the README's test command): the Python package's
 ## tests (against the release binaries), then the Swift suite; the last line is the summary.
 test: deps base-model pydeps
+	python3 scripts/check_target_graph.py
 	$(SWIFT) build --build-tests
 	$(SWIFT) build -c release   # the quickstart test runs the release binaries (toy training is slow in debug)
 	cd clients/python && LOGITD_BIN=$(CURDIR)/.build/release python3 -m unittest discover -s tests; \

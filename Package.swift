@@ -1,6 +1,8 @@
 // swift-tools-version:6.0
-// logitd — Logits Replay + MoClip post-training. Target graph and its wrong-way edges: docs/DESIGN.md §9.
-// Layers, each using only earlier ones: C shims; LogitCore, SharedMemory, Optim, GGUF; ShardFormat, WireFormat; Catalog; Replay, Daemon, LogitClient, TinyLM; Training; executables.
+// logitd — Logits Replay + MoClip post-training. The target graph is drawn in docs/DESIGN.md §9
+// (checked against this file by scripts/check_target_graph.py). Layers, each using only earlier
+// ones: C shims; LogitCore, SharedMemory, Parameters, GGUF; ShardFormat, WireFormat, Losses, Optim;
+// Catalog, TinyLM, LogitClient; Daemon, Replay; Training; executables.
 import PackageDescription
 
 let package = Package(
@@ -53,7 +55,7 @@ let package = Package(
         // SQLite VFS shim: a checksum in the reserved bytes of every catalog page (schema/CATALOG_FILE.md).
         .target(name: "CCatalogVFS", linkerSettings: [.linkedLibrary("sqlite3"), .linkedLibrary("xxhash")]),
         // SQLite catalog (GRDB) and the cache-directory store facade with recovery.
-        .target(name: "Catalog", dependencies: ["ShardFormat", "LogitCore", "WireFormat", "CCatalogVFS",
+        .target(name: "Catalog", dependencies: ["ShardFormat", "LogitCore", "CCatalogVFS",
                                                 .product(name: "GRDB", package: "GRDB.swift")]),
         // Interchange formats: the binary batch body of the ingest API (schema/WIRE_FORMAT.md)
         // and the JSONL of logitctl import/export.
@@ -73,12 +75,13 @@ let package = Package(
             .product(name: "Configuration", package: "swift-configuration"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "SystemPackage", package: "swift-system"),
         ]),
         // Swift client of logitd's API (AsyncHTTPClient), with retries on 503 and connection errors.
-        .target(name: "LogitClient", dependencies: ["LogitCore", "WireFormat", "Catalog", "SharedMemory",
+        .target(name: "LogitClient", dependencies: ["LogitCore", "WireFormat", "SharedMemory",
                                                     .product(name: "AsyncHTTPClient", package: "async-http-client"),
                                                     .product(name: "NIOCore", package: "swift-nio"),
                                                     .product(name: "NIOHTTP1", package: "swift-nio")]),
@@ -93,17 +96,20 @@ let package = Package(
         .target(name: "GGUF"),
         // A small Llama-style decoder for the CPU and its byte-level BPE tokenizer; imports
         // pretrained Llama models from GGUF files.
-        .target(name: "TinyLM", dependencies: ["LogitCore", "Optim", "GGUF", "COpenBLAS"]),
+        .target(name: "TinyLM", dependencies: ["LogitCore", "Parameters", "GGUF", "COpenBLAS"]),
         // The training loop shared by logit-train, logit-teach and logit-bench: corpora as token
         // windows, one step (model → LM-head loss → backward → optimizer), evaluation, run
         // directories, metrics, progress and plots.
-        .target(name: "Training", dependencies: ["LogitCore", "Losses", "Replay", "Optim", "TinyLM"]),
+        .target(name: "Training", dependencies: ["LogitCore", "Losses", "Replay", "Parameters", "Optim", "TinyLM"]),
+        // Named fp32 weight tensors with their gradients: what a model owns and an optimizer updates.
+        .target(name: "Parameters"),
         // MoClip, AdamW, Adam-atan2 over named fp32 tensors.
-        .target(name: "Optim"),
+        .target(name: "Optim", dependencies: ["Parameters"]),
 
         .executableTarget(name: "logitd", dependencies: [
             "Daemon",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         // Coverage stats, inspect, verify, import/export of a cache directory.
         .executableTarget(name: "logitctl", dependencies: [
@@ -111,7 +117,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "logit-bench", dependencies: [
-            "LogitCore", "ShardFormat", "Catalog", "Optim", "Losses", "Replay", "WireFormat", "LogitClient", "SharedMemory", "TinyLM",
+            "LogitCore", "ShardFormat", "Catalog", "Parameters", "Optim", "Losses", "Replay", "WireFormat", "LogitClient", "SharedMemory", "TinyLM",
             "Training", "COpenBLAS", "CZstd",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -134,16 +140,19 @@ let package = Package(
 
         .testTarget(name: "LogitCoreTests", dependencies: ["LogitCore"]),
         .testTarget(name: "ShardFormatTests", dependencies: ["ShardFormat", "LogitCore"]),
-        .testTarget(name: "CatalogTests", dependencies: ["Catalog", "ShardFormat", "LogitCore", "WireFormat"]),
-        .testTarget(name: "OptimTests", dependencies: ["Optim"]),
+        .testTarget(name: "CatalogTests", dependencies: ["Catalog", "ShardFormat", "LogitCore",
+                                                    .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "OptimTests", dependencies: ["Optim", "Parameters"]),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF"]),
-        .testTarget(name: "TinyLMTests", dependencies: ["TinyLM", "Optim", "Losses", "GGUF"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "TinyLM", "Optim", "Losses", "Replay", "Catalog", "LogitCore"]),
-        .testTarget(name: "ReplayTests", dependencies: ["Replay", "Catalog", "ShardFormat", "LogitCore"]),
+        .testTarget(name: "TinyLMTests", dependencies: ["TinyLM", "Optim", "Losses"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "TinyLM", "Optim", "Losses", "Catalog", "LogitCore"]),
+        .testTarget(name: "ReplayTests", dependencies: ["Replay", "Losses", "Catalog", "LogitCore"]),
         // Replay and Catalog only for the PyTorch parity fixture, which also records a cache's replay order.
         .testTarget(name: "LossesTests", dependencies: ["Losses", "LogitCore", "Replay", "Catalog"]),
         .testTarget(name: "WireFormatTests", dependencies: ["WireFormat", "LogitCore"]),
         .testTarget(name: "SharedMemoryTests", dependencies: ["SharedMemory"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "LogitClient", "SharedMemory", "Catalog", "WireFormat", "LogitCore"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "LogitClient", "SharedMemory", "Catalog", "ShardFormat", "WireFormat", "LogitCore",
+                                                   .product(name: "Hummingbird", package: "hummingbird"),
+                                                   .product(name: "NIOCore", package: "swift-nio")]),
     ]
 )

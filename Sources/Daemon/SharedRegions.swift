@@ -1,4 +1,5 @@
 import Foundation
+import LogitCore
 import Catalog
 import SharedMemory
 import Synchronization

@@ -1,5 +1,4 @@
 import AsyncHTTPClient
-import Catalog
 import Foundation
 import LogitCore
 import NIOCore

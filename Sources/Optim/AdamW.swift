@@ -1,4 +1,5 @@
 import Foundation
+import Parameters
 
 /// AdamW (decoupled weight decay), the baseline MoClip is measured against: same interface,
 /// same work plan and the same degree of vectorisation and threading, so benchmark ratios

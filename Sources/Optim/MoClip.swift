@@ -1,4 +1,5 @@
 import Foundation
+import Parameters
 
 /// MoClip: gradient–momentum angle clipping + atan2-scaled Adam update (arXiv 2510.09152, our
 /// reading in docs/DESIGN.md §7). With `MoClipConfig.adamAtan2` (clip off) it is Adam-atan2.

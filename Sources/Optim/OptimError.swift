@@ -3,8 +3,6 @@
 public enum OptimError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A hyper-parameter, schedule or group definition is unusable.
     case invalidConfig(String)
-    /// A tensor definition (name, shape) is unusable or clashes with another.
-    case invalidTensor(name: String, reason: String)
     /// A gradient holds NaN, infinity or values whose squares overflow fp32; detected by the
     /// angle pass before any state was changed.
     case nonFiniteGradient(tensor: String)
@@ -16,7 +14,6 @@ public enum OptimError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .invalidConfig(let reason): return "invalid optimizer configuration: \(reason)"
-        case .invalidTensor(let name, let reason): return "invalid parameter tensor '\(name)': \(reason)"
         case .nonFiniteGradient(let tensor):
             return "gradient of tensor '\(tensor)' contains NaN or infinity, or values too large (≳1e17) to square in fp32: its squared norm is not finite; step refused, no state changed"
         case .invalidState(let reason): return "invalid optimizer state: \(reason)"

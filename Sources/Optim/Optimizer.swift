@@ -1,3 +1,4 @@
+import Parameters
 /// The interface shared by MoClip, Adam-atan2 and AdamW, so a trainer can switch algorithm by
 /// configuration alone.
 ///

@@ -1,4 +1,5 @@
 import Foundation
+import Parameters
 
 #if _endian(big)
 #error("OptimizerStateFormat copies fp32 moments as little-endian bytes; big-endian hosts are not supported")

@@ -1,3 +1,4 @@
+import Parameters
 /// A set of tensors sharing weight decay and a learning-rate multiplier.
 ///
 /// The usual split (no weight decay on norm gains and biases, which are vectors) is

@@ -18,7 +18,7 @@ public final class ParameterStore: Sendable {
         let tensor = try ParameterTensor(name: name, shape: shape)
         try list.withLock { tensors in
             if tensors.contains(where: { $0.name == name }) {
-                throw OptimError.invalidTensor(name: name, reason: "a tensor with this name is already registered")
+                throw ParameterError(name: name, reason: "a tensor with this name is already registered")
             }
             tensors.append(tensor)
         }

@@ -50,28 +50,29 @@ public final class ParameterTensor: @unchecked Sendable {
     }
 
     static func validate(name: String, shape: [Int]) throws {
-        if name.isEmpty { throw OptimError.invalidTensor(name: name, reason: "name is empty") }
+        if name.isEmpty { throw ParameterError(name: name, reason: "name is empty") }
         if name.utf8.count > maxNameBytes {
-            throw OptimError.invalidTensor(name: name, reason: "name is \(name.utf8.count) UTF-8 bytes, expected at most \(maxNameBytes)")
+            throw ParameterError(name: name, reason: "name is \(name.utf8.count) UTF-8 bytes, expected at most \(maxNameBytes)")
         }
         if shape.isEmpty || shape.count > maxRank {
-            throw OptimError.invalidTensor(name: name, reason: "rank \(shape.count), expected 1...\(maxRank) (use [1] for a scalar)")
+            throw ParameterError(name: name, reason: "rank \(shape.count), expected 1...\(maxRank) (use [1] for a scalar)")
         }
         var product = 1
         for (axis, dim) in shape.enumerated() {
             if dim <= 0 {
-                throw OptimError.invalidTensor(name: name, reason: "dimension \(axis) is \(dim), expected > 0")
+                throw ParameterError(name: name, reason: "dimension \(axis) is \(dim), expected > 0")
             }
             let (next, overflow) = product.multipliedReportingOverflow(by: dim)
             if overflow || next > maxElements {
-                throw OptimError.invalidTensor(name: name, reason: "shape \(shape) has more than \(maxElements) elements")
+                throw ParameterError(name: name, reason: "shape \(shape) has more than \(maxElements) elements")
             }
             product = next
         }
     }
 
     /// 64-byte alignment: whole cache lines, and SIMD loads never straddle a line at the start.
-    static func allocateZeroed(_ count: Int) -> UnsafeMutableBufferPointer<Float> {
+    /// Optimizer state buffers use it too.
+    public static func allocateZeroed(_ count: Int) -> UnsafeMutableBufferPointer<Float> {
         let raw = UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<Float>.stride, alignment: 64)
         let typed = raw.bindMemory(to: Float.self, capacity: count)
         typed.initialize(repeating: 0, count: count)

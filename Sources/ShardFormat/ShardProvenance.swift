@@ -109,3 +109,15 @@ public struct ShardProvenance: Sendable, Equatable, Codable {
         return p
     }
 }
+
+/// A dataset's settings as a shard header records them.
+extension DatasetSpec {
+    /// Largest vocabulary a shard can hold (ids are u32).
+    public static var maxVocabSize: Int { ShardProvenance.maxVocabSize }
+
+    /// The same settings as a shard header records them.
+    public var provenance: ShardProvenance {
+        ShardProvenance(datasetName: name, vocabSize: vocabSize, policy: policy, teacherId: teacherId,
+                        tokenizerId: tokenizerId, tokenizerHash: tokenizerHash, logprobScale: logprobScale)
+    }
+}

@@ -1,5 +1,5 @@
 import Foundation
-import Optim
+import Parameters
 #if canImport(Glibc)
 import Glibc
 #endif

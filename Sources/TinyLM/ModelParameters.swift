@@ -1,6 +1,6 @@
 import Foundation
 import LogitCore
-import Optim
+import Parameters
 
 /// Names and shapes of every weight, in registration order (the order of the store, of the
 /// optimizer state and of the safetensors file). Linear weights are [out × in] as in PyTorch,

@@ -1,5 +1,5 @@
 import Foundation
-import Optim
+import Parameters
 
 /// Reader and writer of the safetensors format (https://github.com/huggingface/safetensors),
 /// restricted to what TinyLM stores: little-endian F32 tensors.

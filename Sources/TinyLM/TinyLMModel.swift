@@ -1,7 +1,7 @@
 import COpenBLAS
 import Foundation
 import LogitCore
-import Optim
+import Parameters
 
 /// What one decoder block keeps from forward for backward. Buffers grow to the largest batch
 /// seen and are reused after that.

@@ -1,5 +1,6 @@
 import Optim
 import Losses
+import Parameters
 import TinyLM
 
 /// What a trainer step optimizes with: the recipe's LM-head loss and optimizer.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LogitCore
 import Optim
+import Parameters
 
 /// Times one optimizer step of MoClip, Adam-atan2 and AdamW over ~10M parameters shaped like a
 /// small GPT (a few large matrices, many small vectors), all in the same run. MoClip is timed on

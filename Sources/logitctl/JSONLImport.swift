@@ -1,3 +1,4 @@
+import Catalog
 import Foundation
 import LogitCore
 import WireFormat
@@ -10,23 +11,23 @@ import ShardFormat
 /// line is bad — bad input is all-or-nothing. The second appends in durable batches; an
 /// interrupted import is resumed by running it again, since keys already stored with the same
 /// content count as duplicates. Re-importing the same file is therefore a no-op.
-public enum JSONLImport {
-    public struct Report: Sendable, Equatable {
-        public var lines = 0
-        public var new = 0
-        public var duplicates = 0
+enum JSONLImport {
+    struct Report: Sendable, Equatable {
+        var lines = 0
+        var new = 0
+        var duplicates = 0
     }
 
-    public struct LineError: Error, Sendable, CustomStringConvertible {
-        public var line: Int
-        public var message: String
-        public var description: String { "line \(line): \(message)" }
+    struct LineError: Error, Sendable, CustomStringConvertible {
+        var line: Int
+        var message: String
+        var description: String { "line \(line): \(message)" }
     }
 
-    public struct Failure: Error, Sendable, CustomStringConvertible {
-        public var errors: [LineError]
-        public var totalErrors: Int
-        public var description: String {
+    struct Failure: Error, Sendable, CustomStringConvertible {
+        var errors: [LineError]
+        var totalErrors: Int
+        var description: String {
             var lines = errors.map(\.description)
             if totalErrors > errors.count { lines.append("… and \(totalErrors - errors.count) more") }
             return "import rejected, nothing written:\n" + lines.joined(separator: "\n")
@@ -34,10 +35,10 @@ public enum JSONLImport {
     }
 
     /// At most this many line errors are kept for the report (all are counted).
-    public static let maxReportedErrors = 20
-    public static let batchSize = 256
+    static let maxReportedErrors = 20
+    static let batchSize = 256
 
-    public static func run(store: CacheStore, dataset name: String, file: String) throws -> Report {
+    static func run(store: CacheStore, dataset name: String, file: String) throws -> Report {
         let info = try store.dataset(named: name)
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: file), options: .alwaysMapped) } catch {

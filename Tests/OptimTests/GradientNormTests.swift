@@ -1,3 +1,4 @@
+import Parameters
 import XCTest
 @testable import Optim
 
