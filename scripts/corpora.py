@@ -32,7 +32,11 @@ import tempfile
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
+
+# A manifest entry: JSON-ready values.
+Json = dict[str, Any]
+Log = Callable[[str], None]
 
 # Bump when the output format changes in a way the script hash would not show.
 FORMAT_VERSION = 1
@@ -73,6 +77,7 @@ def normalise_paragraph(text: str) -> str:
 
 
 def keep(paragraphs: list[str]) -> list[str]:
+    """The paragraphs normalised, empty ones dropped."""
     out = []
     for p in paragraphs:
         p = normalise_paragraph(p)
@@ -109,11 +114,12 @@ def read_text(path: Path, source: str) -> str:
         raise CorpusError(f"{source}: cannot read {path} as UTF-8 text: {e}") from e
 
 
-def natural_key(path: Path) -> list:
+def natural_key(path: Path) -> list[int | str]:
+    """Sort key that orders digit runs by value: "page2" before "page10"."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
-def list_files(root: Path, pattern: str, source: str, exclude: set[str] = frozenset()) -> list[Path]:
+def list_files(root: Path, pattern: str, source: str, exclude: frozenset[str] = frozenset()) -> list[Path]:
     if not root.is_dir():
         raise CorpusError(f"{source}: directory {root} does not exist (is the package installed?)")
     files = sorted((p for p in root.rglob(pattern) if p.is_file() and p.name not in exclude), key=natural_key)
@@ -130,7 +136,8 @@ _WEB_REF = re.compile(r"^(?P<pre>.*?)(?P<book>[1-4]? ?[A-Z][A-Za-z ()]*?) (?P<ch
 _TAG = re.compile(r"<[^>]*>")
 
 
-def _osis_inline_to_text(fragment: str) -> str:
+def osis_inline_to_text(fragment: str) -> str:
+    """OSIS markup of a verse (or part of one) → its text, with the spaces the module lost restored."""
     # Adjacent word elements with nothing between them are separate words that the module
     # lost the space for ("God</w><w>created"); `-f plain` prints them glued together.
     fragment = re.sub(r"</w>(?=<w[ >])", "</w> ", fragment)
@@ -142,18 +149,16 @@ def _osis_inline_to_text(fragment: str) -> str:
     return re.sub(r"\b([a-z]{2,})(?=[A-Z][a-z])", r"\1 ", text)
 
 
-def extract_web() -> tuple[list[str], list[dict]]:
-    source = "web"
-    cmd = ["diatheke", "-b", WEB_MODULE, "-f", "internal", "-k", "Gen 1:1-Rev 22:21"]
-    out = run(cmd, source)
+def web_paragraphs(out: str, source: str = "web") -> tuple[list[str], int]:
+    """`diatheke -f internal` output → (paragraphs, not yet normalised; number of verses)."""
     lines = out.split("\n")
     paragraphs: list[str] = []
     current: list[str] = []
-    last_pre = None
-    last_chapter = None
+    last_pre: str | None = None
+    last_chapter: tuple[str, str] | None = None
     verses = 0
 
-    def flush():
+    def flush() -> None:
         if current:
             paragraphs.append(" ".join(current))
             current.clear()
@@ -176,7 +181,7 @@ def extract_web() -> tuple[list[str], list[dict]]:
             last_pre = pre
             for title in re.findall(r"<title[^>]*>(.*?)</title>", pre):
                 flush()
-                paragraphs.append(_osis_inline_to_text(title))
+                paragraphs.append(osis_inline_to_text(title))
         glossary = re.search(r'<div [^>]*type="glossary"', body)
         if glossary:
             body = body[:glossary.start()]  # the module's word list after Revelation 22:21
@@ -186,22 +191,27 @@ def extract_web() -> tuple[list[str], list[dict]]:
                 if current:
                     flush()
                 continue
-            text = _osis_inline_to_text(piece).strip()
+            text = osis_inline_to_text(piece).strip()
             if text:
                 current.append(text)
         if glossary:
             break
     flush()
+    return paragraphs, verses
+
+
+def extract_web() -> tuple[list[str], list[Json]]:
+    source = "web"
+    cmd = ["diatheke", "-b", WEB_MODULE, "-f", "internal", "-k", "Gen 1:1-Rev 22:21"]
+    paragraphs, verses = web_paragraphs(run(cmd, source), source)
     if verses < 31000:
         raise CorpusError(f"{source}: diatheke printed only {verses} verses for Gen 1:1-Rev 22:21 (expected > 31000)")
     return keep(paragraphs), [{"command": " ".join(cmd), "verses": verses}]
 
 
 # KJV through the `bible` program of bible-kjv (data in bible-kjv-text).
-def extract_kjv() -> tuple[list[str], list[dict]]:
-    source = "kjv"
-    cmd = ["bible", "-l100000", "Gen1:1-Rev22:21"]
-    out = run(cmd, source, env={"COLUMNS": "100000"})
+def kjv_paragraphs(out: str, source: str = "kjv") -> tuple[list[str], int]:
+    """`bible` output → (one paragraph per chapter, not yet normalised; number of verses)."""
     paragraphs: list[str] = []
     current: list[str] = []
     verses = 0
@@ -220,6 +230,13 @@ def extract_kjv() -> tuple[list[str], list[dict]]:
             raise CorpusError(f"{source}: unexpected line from `bible`: {line[:120]!r}")
     if current:
         paragraphs.append(" ".join(current))
+    return paragraphs, verses
+
+
+def extract_kjv() -> tuple[list[str], list[Json]]:
+    source = "kjv"
+    cmd = ["bible", "-l100000", "Gen1:1-Rev22:21"]
+    paragraphs, verses = kjv_paragraphs(run(cmd, source, env={"COLUMNS": "100000"}), source)
     if verses < 31000:
         raise CorpusError(f"{source}: `bible` printed only {verses} verses (expected 31102)")
     return keep(paragraphs), [{"command": " ".join(cmd), "verses": verses}]
@@ -265,7 +282,7 @@ def rst_to_paragraphs(src: str) -> list[str]:
     def indent_of(s: str) -> int:
         return len(s) - len(s.lstrip(" "))
 
-    def flush():
+    def flush() -> None:
         nonlocal literal_next
         if block:
             text = "\n".join(block).rstrip()
@@ -348,7 +365,7 @@ def rst_to_paragraphs(src: str) -> list[str]:
     return out
 
 
-def extract_linux_doc() -> tuple[list[str], list[dict]]:
+def extract_linux_doc() -> tuple[list[str], list[Json]]:
     return rst_sources("linux-doc", list_files(LINUX_DOC, "*.rst.txt", "linux-doc"))
 
 
@@ -358,22 +375,32 @@ LINUX_DOC_ROOT = Path("/usr/share/doc/linux-doc-6.1/html/_sources")
 LINUX_DOC_GENERAL_DIRS = ("admin-guide", "process", "filesystems", "core-api")
 
 
-def extract_linux_doc_general() -> tuple[list[str], list[dict]]:
+def general_doc_path(relative: str) -> bool:
+    """Whether a kernel documentation file (its path below LINUX_DOC_ROOT, "/admin-guide/...")
+    is general prose rather than networking."""
+    return not re.search(r"net|socket|tcp|ip[v-]|wireless|bluetooth|can\b", relative, re.I)
+
+
+def extract_linux_doc_general() -> tuple[list[str], list[Json]]:
     source = "linux-doc-general"
-    files = []
+    files: list[Path] = []
     for d in LINUX_DOC_GENERAL_DIRS:
         files += [f for f in list_files(LINUX_DOC_ROOT / d, "*.rst.txt", source)
-                  if not re.search(r"net|socket|tcp|ip[v-]|wireless|bluetooth|can\b", f.as_posix()[len(str(LINUX_DOC_ROOT)):], re.I)]
+                  if general_doc_path(f.as_posix()[len(str(LINUX_DOC_ROOT)):])]
     return rst_sources(source, files)
 
 
-def rst_sources(source: str, files: list[Path]) -> tuple[list[str], list[dict]]:
+def rst_file_paragraphs(src: str) -> list[str]:
+    """One reStructuredText file → its normalised paragraphs, punctuation-only ones dropped."""
+    # index pages are only tables of contents; they leave nothing but their title
+    return [p for p in keep(rst_to_paragraphs(src)) if not re.fullmatch(r"[\W_]*", p)]
+
+
+def rst_sources(source: str, files: list[Path]) -> tuple[list[str], list[Json]]:
     paragraphs: list[str] = []
-    inputs = []
+    inputs: list[Json] = []
     for f in files:
-        paras = keep(rst_to_paragraphs(read_text(f, source)))
-        # index pages are only tables of contents; they leave nothing but their title
-        paragraphs.extend(p for p in paras if not re.fullmatch(r"[\W_]*", p))
+        paragraphs.extend(rst_file_paragraphs(read_text(f, source)))
         inputs.append({"path": str(f), "bytes": f.stat().st_size})
     return paragraphs, inputs
 
@@ -393,7 +420,7 @@ class HTMLText(html.parser.HTMLParser):
     """Collects the visible text of the content part of a page as paragraphs: block
     elements end paragraphs, table cells are separated by " | ", <pre> blocks are dropped."""
 
-    def __init__(self, root: Callable[[str, dict], bool] | None, skip_classes: set[str]):
+    def __init__(self, root: Callable[[str, dict[str, str]], bool] | None, skip_classes: frozenset[str]):
         super().__init__(convert_charrefs=True)
         self.root = root
         self.skip_classes = skip_classes
@@ -405,7 +432,7 @@ class HTMLText(html.parser.HTMLParser):
     def _state(self) -> tuple[bool, bool]:
         return (self.stack[-1][1], self.stack[-1][2]) if self.stack else (False, self.root is None)
 
-    def _flush(self):
+    def _flush(self) -> None:
         text = "".join(self.buf)
         self.buf.clear()
         if self.pre:
@@ -416,7 +443,7 @@ class HTMLText(html.parser.HTMLParser):
         if text:
             self.paragraphs.append(text)
 
-    def handle_starttag(self, tag, attrs):
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: (v or "") for k, v in attrs}
         skipping, inside = self._state()
         classes = set(a.get("class", "").split())
@@ -433,12 +460,12 @@ class HTMLText(html.parser.HTMLParser):
         if tag not in _VOID:
             self.stack.append((tag, skipping, inside))
 
-    def handle_startendtag(self, tag, attrs):
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.handle_starttag(tag, attrs)
         if tag not in _VOID:
             self.handle_endtag(tag)
 
-    def handle_endtag(self, tag):
+    def handle_endtag(self, tag: str) -> None:
         if tag in _VOID:
             return
         # Pop to the matching open tag (HTML in the wild is not always well nested).
@@ -452,39 +479,50 @@ class HTMLText(html.parser.HTMLParser):
                     self.pre -= 1
                 return
 
-    def handle_data(self, data):
+    def handle_data(self, data: str) -> None:
         skipping, inside = self._state()
         if inside and not skipping:
             self.buf.append(data)
 
-    def close(self):
+    def close(self) -> None:
         super().close()
         self._flush()
 
 
-def html_paragraphs(path: Path, source: str, root, skip_classes: set[str]) -> list[str]:
+def html_to_paragraphs(text: str, root: Callable[[str, dict[str, str]], bool] | None,
+                       skip_classes: frozenset[str]) -> list[str]:
+    """An HTML page → the paragraphs of its content part (see HTMLText), not yet normalised."""
     parser = HTMLText(root, skip_classes)
-    parser.feed(read_text(path, source))
+    parser.feed(text)
     parser.close()
     return parser.paragraphs
+
+
+def html_paragraphs(path: Path, source: str, root: Callable[[str, dict[str, str]], bool] | None,
+                    skip_classes: frozenset[str]) -> list[str]:
+    return html_to_paragraphs(read_text(path, source), root, skip_classes)
 
 
 BIND_DOC = Path("/usr/share/doc/bind9-doc/arm")
 
 
-def extract_bind() -> tuple[list[str], list[dict]]:
+def bind_clean(paragraph: str) -> str:
+    """Drops the ¶ of headerlinks and "[GL #4586]", the release notes' issue-tracker references."""
+    return re.sub(r"\s*\[GL [#!]\d+\]", "", paragraph.replace("\u00b6", ""))
+
+
+def extract_bind() -> tuple[list[str], list[Json]]:
     source = "bind9-doc"
-    files = list_files(BIND_DOC, "*.html", source, exclude={"genindex.html", "search.html", "index.html"})
+    files = list_files(BIND_DOC, "*.html", source, exclude=frozenset({"genindex.html", "search.html", "index.html"}))
     files = [f for f in files if "_static" not in f.parts]
-    paragraphs, inputs = [], []
+    paragraphs: list[str] = []
+    inputs: list[Json] = []
     for f in files:
         paras = html_paragraphs(f, source, lambda t, a: a.get("itemprop") == "articleBody",
-                                {"headerlink", "wy-nav-side", "rst-footer-buttons", "toctree-wrapper"})
+                                frozenset({"headerlink", "wy-nav-side", "rst-footer-buttons", "toctree-wrapper"}))
         if not paras:
             raise CorpusError(f"{source}: {f} has no text inside itemprop=articleBody (page layout changed?)")
-        # "[GL #4586]": the release notes' issue-tracker references
-        paras = [re.sub(r"\s*\[GL [#!]\d+\]", "", p.replace("\u00b6", "")) for p in paras]
-        paragraphs.extend(keep(paras))
+        paragraphs.extend(keep([bind_clean(p) for p in paras]))
         inputs.append({"path": str(f), "bytes": f.stat().st_size})
     return paragraphs, inputs
 
@@ -492,14 +530,15 @@ def extract_bind() -> tuple[list[str], list[dict]]:
 WIRESHARK_DOC = Path("/usr/share/doc/wireshark/wsug_html_chunked")
 
 
-def extract_wireshark() -> tuple[list[str], list[dict]]:
+def extract_wireshark() -> tuple[list[str], list[Json]]:
     source = "wireshark-doc"
     # index.html is the table of contents; AppGPL.html is the text of the GPL, not the guide.
-    files = list_files(WIRESHARK_DOC, "*.html", source, exclude={"index.html", "AppGPL.html"})
-    paragraphs, inputs = [], []
+    files = list_files(WIRESHARK_DOC, "*.html", source, exclude=frozenset({"index.html", "AppGPL.html"}))
+    paragraphs: list[str] = []
+    inputs: list[Json] = []
     for f in files:
         paras = html_paragraphs(f, source, lambda t, a: t == "body",
-                                {"navheader", "navfooter", "toc", "list-of-figures", "list-of-tables"})
+                                frozenset({"navheader", "navfooter", "toc", "list-of-figures", "list-of-tables"}))
         paragraphs.extend(keep(paras))
         inputs.append({"path": str(f), "bytes": f.stat().st_size})
     if not paragraphs:
@@ -529,7 +568,8 @@ def man_to_paragraphs(rendered: str) -> list[str]:
     if len(lines) < 3:
         return []
     lines = lines[1:-1]  # "tcp(7)  ...  tcp(7)" header, "Linux man-pages 6.03 ... tcp(7)" footer
-    out, block = [], []
+    out: list[str] = []
+    block: list[str] = []
     for line in lines + [""]:
         if line.strip() and re.fullmatch(r"[\s\u2500-\u257f]+", line):
             continue  # a tbl rule line (drawn across the whole, very long, line)
@@ -543,9 +583,10 @@ def man_to_paragraphs(rendered: str) -> list[str]:
     return out
 
 
-def extract_man7() -> tuple[list[str], list[dict]]:
+def extract_man7() -> tuple[list[str], list[Json]]:
     source = "manpages"
-    paragraphs, inputs = [], []
+    paragraphs: list[str] = []
+    inputs: list[Json] = []
     found = 0
     for name in NET_MAN7:
         f = MAN7 / f"{name}.7.gz"
@@ -593,7 +634,8 @@ _TERM_RE = re.compile(r"(?<![\w/.-])(" + "|".join(re.escape(t) for t in sorted(F
                       + r")s?(?![\w/-])", re.IGNORECASE)
 
 
-def _b64(s: str) -> int:
+def dict_b64(s: str) -> int:
+    """dictd's base-64 numbers (offsets and lengths in the .index file)."""
     n = 0
     for c in s:
         n = n * 64 + _B64.index(c)
@@ -601,13 +643,54 @@ def _b64(s: str) -> int:
 
 
 def foldoc_clean(body: str) -> str:
+    """Cross-reference braces and parenthesised URLs removed: {text (url)} and {text} → text."""
     body = re.sub(r"\{([^{}]*?)\s*\((?:[^(){}]*)\)\}", r"\1", body)  # {text (url)} → text
     body = re.sub(r"\{([^{}]*)\}", r"\1", body)
     body = re.sub(r"\((?:https?|ftp)://[^)\s]*\)", "", body)
     return body
 
 
-def extract_foldoc() -> tuple[list[str], list[dict]]:
+def foldoc_index(index: str, where: str) -> list[tuple[int, int]]:
+    """A dictd .index file → the sorted, distinct (offset, length) of its entries, dictd's
+    own metadata entries left out. `where` names the file in errors."""
+    entries = set()
+    for n, line in enumerate(index.split("\n"), 1):
+        if not line:
+            continue
+        parts = line.split("\t")
+        if len(parts) != 3:
+            raise CorpusError(f"{where}:{n}: expected 'word<TAB>offset<TAB>length', got {line[:80]!r}")
+        if parts[0].startswith("00-database") or parts[0].startswith("00database"):
+            continue  # dictd's own metadata entries
+        entries.add((dict_b64(parts[1]), dict_b64(parts[2])))  # several headwords can share one entry
+    return sorted(entries)
+
+
+def foldoc_entry(text: str) -> list[str] | None:
+    """One FOLDOC entry ("headword\n\tbody ...") → its paragraphs (not yet normalised), the
+    first starting "headword: ", or None when the entry is not selected (see FOLDOC_RULE)."""
+    head, _, body = text.partition("\n")
+    body = body.strip("\n")
+    # The category tag opens the body, or follows a line of aliases ("100VG-AnyLAN").
+    # Multi-sense entries have one per sense, after "1. ".
+    tag = re.compile(r"^(\s*(?:\d+\.\s*)?)<([a-z][a-z ,/-]*)>\s*", re.M)
+    cats = {c.strip().lower() for m in tag.finditer(body) for c in m.group(2).split(",")}
+    body = tag.sub(r"\1", body)
+    terms = {t.lower() for t in _TERM_RE.findall(foldoc_clean(body))}
+    if "introduction" in cats or not (cats & FOLDOC_CATEGORIES or len(terms) >= FOLDOC_MIN_TERMS):
+        return None
+    blocks = [b for b in re.split(r"\n\s*\n", body) if b.strip()]
+    # the "(2018-05-22)" last-updated stamps (one per sense in multi-sense entries)
+    blocks = [re.sub(r"\s*\(\d{4}-\d{2}-\d{2}\)\s*$", "", b) for b in blocks]
+    blocks = [re.sub(r"\s*\n\s*", " ", foldoc_clean(b)).strip() for b in blocks]
+    blocks = [b for b in blocks if b]
+    if not blocks:
+        return None
+    blocks[0] = f"{head.strip()}: {blocks[0]}"
+    return blocks
+
+
+def extract_foldoc() -> tuple[list[str], list[Json]]:
     source = "dict-foldoc"
     for p in (FOLDOC_DICT, FOLDOC_INDEX):
         if not p.exists():
@@ -616,38 +699,13 @@ def extract_foldoc() -> tuple[list[str], list[dict]]:
         data = gzip.open(FOLDOC_DICT).read()
     except (OSError, EOFError) as e:
         raise CorpusError(f"{source}: cannot decompress {FOLDOC_DICT}: {e}") from e
-    entries = []
-    for n, line in enumerate(read_text(FOLDOC_INDEX, source).split("\n"), 1):
-        if not line:
-            continue
-        parts = line.split("\t")
-        if len(parts) != 3:
-            raise CorpusError(f"{source}: {FOLDOC_INDEX}:{n}: expected 'word<TAB>offset<TAB>length', got {line[:80]!r}")
-        if parts[0].startswith("00-database") or parts[0].startswith("00database"):
-            continue  # dictd's own metadata entries
-        entries.append((_b64(parts[1]), _b64(parts[2]), parts[0]))
-    entries = sorted(set((o, l) for o, l, _ in entries))  # several headwords can share one entry
-    paragraphs, kept = [], 0
+    entries = foldoc_index(read_text(FOLDOC_INDEX, source), f"{source}: {FOLDOC_INDEX}")
+    paragraphs: list[str] = []
+    kept = 0
     for off, length in entries:
-        text = data[off:off + length].decode("utf-8", "replace")
-        head, _, body = text.partition("\n")
-        body = body.strip("\n")
-        # The category tag opens the body, or follows a line of aliases ("100VG-AnyLAN").
-        # Multi-sense entries have one per sense, after "1. ".
-        tag = re.compile(r"^(\s*(?:\d+\.\s*)?)<([a-z][a-z ,/-]*)>\s*", re.M)
-        cats = {c.strip().lower() for m in tag.finditer(body) for c in m.group(2).split(",")}
-        body = tag.sub(r"\1", body)
-        terms = {t.lower() for t in _TERM_RE.findall(foldoc_clean(body))}
-        if "introduction" in cats or not (cats & FOLDOC_CATEGORIES or len(terms) >= FOLDOC_MIN_TERMS):
+        blocks = foldoc_entry(data[off:off + length].decode("utf-8", "replace"))
+        if blocks is None:
             continue
-        blocks = [b for b in re.split(r"\n\s*\n", body) if b.strip()]
-        # the "(2018-05-22)" last-updated stamps (one per sense in multi-sense entries)
-        blocks = [re.sub(r"\s*\(\d{4}-\d{2}-\d{2}\)\s*$", "", b) for b in blocks]
-        blocks = [re.sub(r"\s*\n\s*", " ", foldoc_clean(b)).strip() for b in blocks]
-        blocks = [b for b in blocks if b]
-        if not blocks:
-            continue
-        blocks[0] = f"{head.strip()}: {blocks[0]}"
         paragraphs.extend(blocks)
         kept += 1
     if kept < 100:
@@ -665,7 +723,7 @@ class Source:
     corpus: str  # "general" or "domain"
     packages: tuple[str, ...]
     required: bool
-    extract: Callable[[], tuple[list[str], list[dict]]]
+    extract: Callable[[], tuple[list[str], list[Json]]]
     cleaning: str
 
 
@@ -718,13 +776,13 @@ def all_packages() -> list[str]:
     return sorted({p for s in SOURCES for p in s.packages})
 
 
-def ensure_packages(log) -> dict[str, str | None]:
+def ensure_packages(log: Log) -> dict[str, str | None]:
     """Installs the missing packages; returns package → installed version (None: not in Debian)."""
     versions = {p: installed_version(p) for p in all_packages()}
     missing = [p for p, v in versions.items() if v is None]
     if not missing:
         return versions
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    sudo: list[str] = [] if os.geteuid() == 0 else ["sudo"]
     log(f"apt-get update (missing: {' '.join(missing)})")
     proc = subprocess.run(sudo + ["apt-get", "update", "-qq"], capture_output=True, text=True)
     if proc.returncode != 0:
@@ -756,7 +814,11 @@ def script_sha256() -> str:
 
 
 def split_chunks(paragraphs: list[str]) -> tuple[list[str], list[str], int]:
-    train, held, chunk, size, index = [], [], [], 0, 0
+    """(train, held-out, number of chunks) of one source's paragraphs, by SPLIT_RULE."""
+    train: list[str] = []
+    held: list[str] = []
+    chunk: list[str] = []
+    size, index = 0, 0
     for p in paragraphs:
         chunk.append(p)
         size += len(p.encode("utf-8")) + 2
@@ -769,17 +831,17 @@ def split_chunks(paragraphs: list[str]) -> tuple[list[str], list[str], int]:
     return train, held, index
 
 
-def build(out_dir: Path, versions: dict[str, str | None], log) -> dict:
+def build(out_dir: Path, versions: dict[str, str | None], log: Log) -> Json:
     """Writes the four corpora and manifest.json into out_dir (which must be empty)."""
     buildable = [s for s in SOURCES if s.corpus == "domain" and all(versions.get(p) for p in s.packages)]
     if len(buildable) < MIN_DOMAIN_SOURCES:  # fail before minutes of extraction, not after
         raise CorpusError(f"only {len(buildable)} domain sources have their packages installed "
                           f"({', '.join(s.name for s in buildable) or 'none'}); at least {MIN_DOMAIN_SOURCES} are required")
-    texts = {name: [] for name in OUTPUTS}
-    manifest_sources = []
+    texts: dict[str, list[str]] = {name: [] for name in OUTPUTS}
+    manifest_sources: list[Json] = []
     usable = {"general": 0, "domain": 0}
     for src in SOURCES:
-        entry = {"name": src.name, "corpus": src.corpus, "required": src.required,
+        entry: Json = {"name": src.name, "corpus": src.corpus, "required": src.required,
                  "packages": {p: versions.get(p) for p in src.packages}, "cleaning": src.cleaning}
         absent = [p for p in src.packages if versions.get(p) is None]
         if absent:
@@ -804,13 +866,13 @@ def build(out_dir: Path, versions: dict[str, str | None], log) -> dict:
         manifest_sources.append(entry)
     if usable["domain"] < MIN_DOMAIN_SOURCES:
         raise CorpusError(f"only {usable['domain']} domain sources could be built; at least {MIN_DOMAIN_SOURCES} are required")
-    files = {}
+    files: Json = {}
     for name in OUTPUTS:
         data = ("\n\n".join(texts[name]) + "\n").encode("utf-8") if texts[name] else b""
         (out_dir / name).write_bytes(data)
         files[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
                        "paragraphs": len(texts[name]), "approx_words": len(data.split())}
-    manifest = {"format_version": FORMAT_VERSION, "script_sha256": script_sha256(),
+    manifest: Json = {"format_version": FORMAT_VERSION, "script_sha256": script_sha256(),
                 "packages": {p: versions.get(p) for p in all_packages()}, "split_rule": SPLIT_RULE,
                 "files": files, "sources": manifest_sources}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
@@ -818,14 +880,15 @@ def build(out_dir: Path, versions: dict[str, str | None], log) -> dict:
     return manifest
 
 
-def load_manifest(out_dir: Path) -> dict | None:
+def load_manifest(out_dir: Path) -> Json | None:
     try:
-        return json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+        manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return manifest if isinstance(manifest, dict) else None
 
 
-def reusable(out_dir: Path, manifest: dict | None) -> str | None:
+def reusable(out_dir: Path, manifest: Json | None) -> str | None:
     """None when the outputs can be reused, else the reason they cannot."""
     if manifest is None:
         return "no readable manifest.json"
@@ -846,7 +909,7 @@ def reusable(out_dir: Path, manifest: dict | None) -> str | None:
     return None
 
 
-def summary(manifest: dict, out_dir: Path) -> str:
+def summary(manifest: Json, out_dir: Path) -> str:
     rows = [("file", "bytes", "~words", "paragraphs")]
     for name in OUTPUTS:
         f = manifest["files"][name]
@@ -855,7 +918,7 @@ def summary(manifest: dict, out_dir: Path) -> str:
     return "\n".join(f"{r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}  {r[3]:>{w[3]}}" for r in rows)
 
 
-def build_into_temp(parent: Path, versions, log) -> tuple[Path, dict]:
+def build_into_temp(parent: Path, versions: dict[str, str | None], log: Log) -> tuple[Path, Json]:
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".corpora-build-", dir=parent))
     try:
@@ -866,7 +929,7 @@ def build_into_temp(parent: Path, versions, log) -> tuple[Path, dict]:
 
 
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("runs/corpora"), help="output directory (default runs/corpora)")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--force", action="store_true", help="rebuild even when the outputs are up to date")
@@ -874,13 +937,17 @@ def main(argv: list[str]) -> int:
                       help="rebuild into a temporary directory and compare sha256 with the manifest in --out")
     args = ap.parse_args(argv)
     out_dir: Path = args.out
-    log = lambda msg: print(f"corpora: {msg}", file=sys.stderr, flush=True)  # noqa: E731
+
+    def log(msg: str) -> None:
+        print(f"corpora: {msg}", file=sys.stderr, flush=True)
+
     try:
         if not args.force and not args.check:
-            reason = reusable(out_dir, load_manifest(out_dir))
-            if reason is None:
+            manifest = load_manifest(out_dir)
+            reason = reusable(out_dir, manifest)
+            if reason is None and manifest is not None:
                 print(f"corpora: outputs in {out_dir} are up to date with the installed packages; reused them")
-                print(summary(load_manifest(out_dir), out_dir))
+                print(summary(manifest, out_dir))
                 return 0
             log(f"building ({reason})")
         versions = ensure_packages(log)
