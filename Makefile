@@ -62,15 +62,18 @@ experiment: base-model corpora
 	python3 scripts/experiment.py --profile experiment --out $(EXPERIMENT_DIR) --model $(MODEL_DIR)/base
 
 ## test: build and run the whole test suite (the README's test command): the Python package's
-## tests (against the release binaries), then the Swift suite; the last line is the summary.
+## tests (against the release binaries), the scripts' unit tests (scripts/tests), then the Swift
+## suite; the last line is the summary.
 test: deps base-model pydeps
 	$(SWIFT) build --build-tests
 	$(SWIFT) build -c release   # the quickstart test runs the release binaries (toy training is slow in debug)
 	cd clients/python && LOGITD_BIN=$(CURDIR)/.build/release python3 -m unittest discover -s tests; \
 	  python_status=$$?; cd $(CURDIR); \
+	  python3 -m unittest discover -s scripts/tests -t scripts; scripts_status=$$?; \
 	  $(SWIFT) test --skip-build --parallel --num-workers $(TEST_WORKERS) --xunit-output .build/xunit.xml; \
 	  status=$$?; [ $$python_status = 0 ] || echo "FAILED python package tests (clients/python): see above"; \
-	  python3 scripts/test-summary.py .build/xunit.xml && [ $$status = 0 ] && [ $$python_status = 0 ]
+	  [ $$scripts_status = 0 ] || echo "FAILED script tests (scripts/tests): see above"; \
+	  python3 scripts/test-summary.py .build/xunit.xml && [ $$status = 0 ] && [ $$python_status = 0 ] && [ $$scripts_status = 0 ]
 
 ## quickstart: the experiment, small (scripts/experiment.py --profile quickstart): SmolLM2-135M
 ## fetched and imported, Stage 0 through logitd, coverage, the method's default recipe and

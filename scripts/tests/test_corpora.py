@@ -1,0 +1,450 @@
+"""Unit tests of scripts/corpora.py's functions that do no I/O: normalisation, the parsers of
+each source's format, FOLDOC's selection and the train/held-out split.
+
+Run: python3 -m unittest discover -s scripts/tests -t scripts   (part of `make test`)
+The inputs are small pieces shaped like the real ones (diatheke, bible, kernel rST, BIND and
+Wireshark HTML, groff output, FOLDOC's dictd files); none of the Debian packages is needed.
+"""
+
+from __future__ import annotations
+
+import sys
+import unittest
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import corpora  # noqa: E402
+from corpora import CorpusError  # noqa: E402
+
+
+class NormaliseTests(unittest.TestCase):
+    def test_empty_and_blank_text_give_nothing(self) -> None:
+        self.assertEqual(corpora.normalise_paragraph(""), "")
+        self.assertEqual(corpora.normalise_paragraph(" \t\u00a0\n\r\n \u3000"), "")
+
+    def test_nfc(self) -> None:
+        # e + COMBINING ACUTE ACCENT becomes the one code point é
+        self.assertEqual(corpora.normalise_paragraph("re\u0301seau"), "r\u00e9seau")
+
+    def test_invisible_characters_are_removed_not_replaced(self) -> None:
+        text = "inter\u00adnet zero\u200bwidth \ufeffbom join\u200d\u2060ed"
+        self.assertEqual(corpora.normalise_paragraph(text), "internet zerowidth bom joined")
+
+    def test_control_characters_become_spaces(self) -> None:
+        self.assertEqual(corpora.normalise_paragraph("a\x00b\x07c\x1bd\x7fe"), "a b c d e")
+
+    def test_space_runs_collapse_and_lines_are_trimmed(self) -> None:
+        text = "  one \t\u00a0 two\u2009three  \n\n\n   four\u202f\u205ffive   "
+        self.assertEqual(corpora.normalise_paragraph(text), "one two three\nfour five")
+
+    def test_line_endings(self) -> None:
+        self.assertEqual(corpora.normalise_paragraph("a\r\nb\rc\n"), "a\nb\nc")
+
+    def test_non_ascii_text_is_kept(self) -> None:
+        text = "Ἐν ἀρχῇ — 日本語 🙂 ﬁ"
+        self.assertEqual(corpora.normalise_paragraph(text), text)
+
+    def test_keep_drops_empty_paragraphs_in_order(self) -> None:
+        self.assertEqual(corpora.keep([]), [])
+        self.assertEqual(corpora.keep(["b ", "", "\u200b", " a\n\n c"]), ["b", "a\nc"])
+
+
+class NaturalKeyTests(unittest.TestCase):
+    def test_digit_runs_sort_by_value(self) -> None:
+        paths = [Path("d/page10.html"), Path("d/page2.html"), Path("d/page1.html"), Path("c/x.html")]
+        self.assertEqual(sorted(paths, key=corpora.natural_key),
+                         [Path("c/x.html"), Path("d/page1.html"), Path("d/page2.html"), Path("d/page10.html")])
+
+    def test_key_parts(self) -> None:
+        self.assertEqual(corpora.natural_key(Path("a12b3")), ["a", 12, "b", 3, ""])
+
+
+# `diatheke -b engWEB2015eb -f internal -k "Ps 3:1-2"`, <w> attributes shortened.
+PSALM = (
+    '<title canonical="true" type="psalm">A Psalm by David, when he fled from Absalom his son.</title> '
+    '<lg sID="gen7860"/> <l level="1" sID="gen7861"/>Psalms 3:1: Yahweh, how <w savlm="s:H1732">my</w> adversaries '
+    '<w savlm="s:H1121">have</w> increased!<l eID="gen7861" level="1"/> <l level="2" sID="gen7862"/>Many '
+    '<w savlm="s:H1121">are</w> <w savlm="s:H1121">those</w> who rise up against me. <l eID="gen7862" level="2"/>\n'
+    '<title canonical="true" type="psalm">A Psalm by David, when he fled from Absalom his son.</title> '
+    '<lg sID="gen7860"/> <l level="1" sID="gen7861"/>Psalms 3:2: Many there are who say of my soul,'
+    '<l eID="gen7863" level="1"/> <l level="2" sID="gen7864"/>\u201cThere is no help for him in God.\u201d'
+    '<l eID="gen7864" level="2"/> <l sID="gen7865" type="selah"/>Selah.<l eID="gen7865" type="selah"/>\n'
+    '(engWEB2015eb)\n'
+)
+# `diatheke ... -k "Gen 1:1-3"`: an x-p paragraph mark closes the paragraph after verse 2.
+GENESIS = (
+    'Genesis 1:1: <w savlm="s:H0430">In</w> <w savlm="s:H0853">the</w> <w savlm="s:H7225">beginning</w>, '
+    '<w savlm="s:H0430">God</w><w savlm="s:H1254">created</w> the heavens and the earth.\n'
+    'Genesis 1:2: The earth was formless and empty. <div eID="gen25" type="x-p"/>\n'
+    'Genesis 1:3: God said, \u201cLet there be light,\u201d and there was light.\n'
+    '(engWEB2015eb)\n'
+)
+
+
+class WebTests(unittest.TestCase):
+    def test_adjacent_word_elements_get_a_space(self) -> None:
+        self.assertEqual(corpora.osis_inline_to_text('<w a="1">God</w><w a="2">created</w>'), "God created")
+
+    def test_glued_punctuation_and_names_are_separated(self) -> None:
+        self.assertEqual(corpora.osis_inline_to_text("she conceived,and bore"), "she conceived, and bore")
+        self.assertEqual(corpora.osis_inline_to_text("sacrifice.Striking"), "sacrifice. Striking")
+        self.assertEqual(corpora.osis_inline_to_text("went toMarisa"), "went to Marisa")
+        # not split: a lower-case word after a full stop, a single letter before a capital
+        self.assertEqual(corpora.osis_inline_to_text("e.g.this aGod"), "e.g.this aGod")
+
+    def test_markup_and_entities(self) -> None:
+        text = corpora.osis_inline_to_text('<l level="1"/>A &amp; B<lb/>C<note>x</note> &lt;D&gt;')
+        self.assertEqual(text, " A & B Cx <D>")  # only <l>, <lb>, <lg>, <item>, <list> separate words
+        self.assertEqual(corpora.osis_inline_to_text(""), "")
+
+    def test_repeated_heading_is_kept_once_as_its_own_paragraph(self) -> None:
+        paragraphs, verses = corpora.web_paragraphs(PSALM)
+        self.assertEqual(verses, 2)
+        self.assertEqual(corpora.keep(paragraphs), [
+            "A Psalm by David, when he fled from Absalom his son.",
+            "Yahweh, how my adversaries have increased! Many are those who rise up against me. "
+            "Many there are who say of my soul, \u201cThere is no help for him in God.\u201d Selah.",
+        ])
+
+    def test_paragraph_marks_and_chapters_end_paragraphs(self) -> None:
+        paragraphs, verses = corpora.web_paragraphs(GENESIS)
+        self.assertEqual(verses, 3)
+        self.assertEqual(paragraphs, [
+            "In the beginning, God created the heavens and the earth. The earth was formless and empty.",
+            "God said, \u201cLet there be light,\u201d and there was light.",
+        ])
+        two, _ = corpora.web_paragraphs("Genesis 50:26: So Joseph died.\nExodus 1:1: Now these are the names.\n")
+        self.assertEqual(two, ["So Joseph died.", "Now these are the names."])
+
+    def test_glossary_after_revelation_is_dropped(self) -> None:
+        out = ('Revelation 22:21: The grace of the Lord Jesus Christ be with all the saints. Amen.'
+               '<div type="glossary" sID="g1"/>Abba: Father\nGlossary 1:1: more words\n')
+        self.assertEqual(corpora.web_paragraphs(out),
+                         (["The grace of the Lord Jesus Christ be with all the saints. Amen."], 1))
+
+    def test_empty_output(self) -> None:
+        self.assertEqual(corpora.web_paragraphs(""), ([], 0))
+        self.assertEqual(corpora.web_paragraphs("\n(engWEB2015eb)\n"), ([], 0))
+
+    def test_line_without_a_verse_reference_is_an_error(self) -> None:
+        with self.assertRaisesRegex(CorpusError, "web: unexpected diatheke line"):
+            corpora.web_paragraphs("Genesis 1:1: In the beginning\nsomething else\n")
+        with self.assertRaisesRegex(CorpusError, "no verse reference"):
+            corpora.web_paragraphs("Genesis: no chapter and verse\n")
+
+
+class KjvTests(unittest.TestCase):
+    OUT = ("\nGenesis 1\n\n  1 In the beginning God created the heaven and the earth.\n"
+           "  2 And the earth was without form, and void.\n\nGenesis 2\n\n  1 Thus the heavens were finished.\n"
+           "\n1 John 1\n\n  1 That which was from the beginning.\n")
+
+    def test_one_paragraph_per_chapter_without_numbers_or_headers(self) -> None:
+        self.assertEqual(corpora.kjv_paragraphs(self.OUT), ([
+            "In the beginning God created the heaven and the earth. And the earth was without form, and void.",
+            "Thus the heavens were finished.",
+            "That which was from the beginning.",
+        ], 4))
+
+    def test_empty_output(self) -> None:
+        self.assertEqual(corpora.kjv_paragraphs(""), ([], 0))
+
+    def test_unexpected_line_is_an_error(self) -> None:
+        with self.assertRaisesRegex(CorpusError, "kjv: unexpected line"):
+            corpora.kjv_paragraphs("Genesis 1\n  1 Text.\nno verse number here\n")
+
+
+class RstTests(unittest.TestCase):
+    def test_inline_markup_keeps_its_text(self) -> None:
+        cases = {
+            "see :ref:`the guide <guide-target>` now": "see the guide now",
+            "call :c:func:`sock_create`": "call sock_create",
+            "read `the RFC <https://example.org/rfc>`_ or `this <x>`__": "read the RFC or this",
+            "set ``net.ipv4.tcp_sack`` to 1": "set net.ipv4.tcp_sack to 1",
+            "a `reference`_ and `interpreted`": "a reference and interpreted",
+            "cited [#]_ and [1]_ and [*]_ here": "cited  and  and  here",
+            "**bold** and *emphasis* but not a*b*c": "bold and emphasis but not a*b*c",
+            "see target_ here": "see target here",
+            "the |version| string": "the version string",
+            "": "",
+        }
+        for rst, text in cases.items():
+            with self.subTest(rst=rst):
+                self.assertEqual(corpora.rst_inline(rst), text)
+
+    def test_document(self) -> None:
+        src = "\n".join([
+            ".. SPDX-License-Identifier: GPL-2.0",
+            "",
+            "=====================",
+            "The UDP-Lite protocol",
+            "=====================",
+            "",
+            "UDP-Lite is a transport protocol whose",
+            "characteristic is a *variable-length* checksum.",
+            "",
+            ".. _api:",
+            "",
+            "Programming API",
+            "---------------",
+            "",
+            "The statement looks like::",
+            "",
+            "    s = socket(PF_INET, SOCK_DGRAM, IPPROTO_UDPLITE);",
+            "",
+            "Unindented text after the literal block.",
+            "",
+            ".. note::",
+            "   :class: special",
+            "",
+            "   Kept: a note is prose.",
+            "",
+            ".. code-block:: c",
+            "",
+            "   int val = 20;",
+            "",
+            ".. toctree::",
+            "   :maxdepth: 2",
+            "",
+            "   other-page",
+            "",
+            "- first item",
+            "- second item",
+            "",
+            ":Author: Someone",
+            "",
+            "+------+------+",
+            "| cell | cell |",
+            "+------+------+",
+        ])
+        self.assertEqual(corpora.rst_to_paragraphs(src), [
+            "The UDP-Lite protocol",
+            "UDP-Lite is a transport protocol whose characteristic is a variable-length checksum.",
+            "Programming API",
+            "The statement looks like:",
+            "Unindented text after the literal block.",
+            "Kept: a note is prose.",
+            "first item\nsecond item",
+            "Author: Someone",
+            "cell cell",
+        ])
+
+    def test_lone_double_colon_only_announces_the_literal_block(self) -> None:
+        self.assertEqual(corpora.rst_to_paragraphs("Example ::\n\n    code\n\nAfter."), ["Example", "After."])
+        self.assertEqual(corpora.rst_to_paragraphs("::\n\n    code\n\nAfter."), ["", "After."])
+
+    def test_titled_directives_keep_their_title(self) -> None:
+        self.assertEqual(corpora.rst_to_paragraphs(".. admonition:: Be careful\n\n   Body."),
+                         ["Be careful", "Body."])
+        self.assertEqual(corpora.rst_to_paragraphs(".. warning:: Not a title\n\n   Body."), ["Body."])
+
+    def test_empty_and_tab_indented_input(self) -> None:
+        self.assertEqual(corpora.rst_to_paragraphs(""), [])
+        self.assertEqual(corpora.rst_to_paragraphs("Text::\n\n\tcode\n\tmore\n\nAfter."), ["Text:", "After."])
+
+    @unittest.expectedFailure
+    def test_indented_paragraph_after_a_literal_block_is_kept(self) -> None:
+        # Known defect, left as it is because it would change the corpora: after a literal
+        # block, literal_next stays set, so in an indented document (the kernel's udplite.rst)
+        # the next indented paragraphs are dropped as literal too, up to the next title.
+        src = "  looks like::\n\n      code();\n\n  or, respectively,\n\n  More prose.\n"
+        self.assertEqual(corpora.rst_to_paragraphs(src), ["looks like:", "or, respectively,", "More prose."])
+
+    def test_file_paragraphs_are_normalised_and_punctuation_only_ones_dropped(self) -> None:
+        self.assertEqual(corpora.rst_file_paragraphs("Title\n=====\n\n* ``--``\n\nRe\u0301el  text.\n"),
+                         ["Title", "R\u00e9el text."])
+        self.assertEqual(corpora.rst_file_paragraphs(""), [])
+
+    def test_general_doc_paths(self) -> None:
+        for path, general in [("/admin-guide/README.rst.txt", True),
+                              ("/admin-guide/sysctl/net.rst.txt", False),
+                              ("/admin-guide/ipv6.rst.txt", False),
+                              ("/filesystems/ip-sysctl.rst.txt", False),
+                              ("/filesystems/zip.rst.txt", True),
+                              ("/process/Bluetooth.rst.txt", False),
+                              ("/core-api/can.rst.txt", False),
+                              ("/core-api/canonical.rst.txt", True),
+                              ("/core-api/scan.rst.txt", False)]:  # "can" ends a word in "scan"
+            with self.subTest(path=path):
+                self.assertEqual(corpora.general_doc_path(path), general)
+
+
+class HtmlTests(unittest.TestCase):
+    NO_SKIP: frozenset[str] = frozenset()
+
+    def paras(self, text: str, root: str | None = None, skip: frozenset[str] = NO_SKIP) -> list[str]:
+        if root is None:
+            return corpora.html_to_paragraphs(text, None, skip)
+        return corpora.html_to_paragraphs(text, lambda t, a: t == root, skip)
+
+    def test_blocks_end_paragraphs_and_inline_elements_do_not(self) -> None:
+        page = ("<html><head><title>T</title><style>p {}</style></head><body>"
+                "<h1>Title</h1><p>One <b>bold</b>\n   word.</p><p>Two<br>lines</p>"
+                "<ul><li>item <a href='#'>link</a></li><li>item 2</li></ul></body></html>")
+        self.assertEqual(self.paras(page, "body"), ["Title", "One bold word.", "Two", "lines", "item link", "item 2"])
+
+    def test_table_cells(self) -> None:
+        page = "<body><table><tr><th>Option</th><th>Default</th></tr><tr><td>a</td><td></td><td>c</td></tr></table></body>"
+        self.assertEqual(self.paras(page, "body"), ["Option | Default", "a | | c"])  # an empty cell keeps its place
+
+    def test_pre_is_dropped_with_its_content(self) -> None:
+        page = "<body><p>Before:</p><pre>options {\n  directory \"/var\";\n};</pre><p>After.</p></body>"
+        self.assertEqual(self.paras(page, "body"), ["Before:", "After."])
+
+    def test_skipped_elements_do_not_end_a_paragraph(self) -> None:
+        # A <pre> (or any skipped element) inside running text leaves the text around it
+        # in one paragraph; the BIND and Wireshark pages have none there.
+        self.assertEqual(self.paras("<body><p>run <pre>x</pre>on</p></body>", "body"), ["run on"])
+        self.assertEqual(self.paras("<p>a<script>var x;</script>b</p>"), ["ab"])
+
+    def test_root_and_skip_classes_and_roles(self) -> None:
+        page = ('<body><div class="nav">menu</div><div itemprop="articleBody"><h2>Zones'
+                '<a class="headerlink" href="#z">\u00b6</a></h2><div role="navigation">prev</div>'
+                '<p>A zone &amp; its <code>SOA</code>.</p><div class="toctree-wrapper"><p>toc</p></div></div>'
+                '<footer>copyright</footer></body>')
+        paras = corpora.html_to_paragraphs(page, lambda t, a: a.get("itemprop") == "articleBody",
+                                           frozenset({"headerlink", "toctree-wrapper"}))
+        self.assertEqual(paras, ["Zones", "A zone & its SOA."])
+
+    def test_entities_and_non_ascii(self) -> None:
+        self.assertEqual(self.paras("<p>a&nbsp;b &#x2014; c&eacute; 日本 &unknown; &lt;tag&gt;</p>"),
+                         ["a b \u2014 c\u00e9 日本 &unknown; <tag>"])  # \s+ (NBSP too) is one space
+
+    def test_badly_nested_and_unclosed_markup(self) -> None:
+        self.assertEqual(self.paras("<div><p>one<p>two</div>three</span></p>"), ["one", "two", "three"])
+        self.assertEqual(self.paras("<p>unclosed <b>bold"), ["unclosed bold"])
+        self.assertEqual(self.paras("<p>a<br/>b<hr/>c</p>"), ["a", "b", "c"])
+        self.assertEqual(self.paras("text <!-- comment --> <![CDATA[x]]> after"), ["text after"])
+
+    def test_empty_pages(self) -> None:
+        self.assertEqual(self.paras(""), [])
+        self.assertEqual(self.paras("<html><body></body></html>", "body"), [])
+        self.assertEqual(self.paras("<p>outside the root</p>", "article"), [])
+
+    def test_bind_clean(self) -> None:
+        self.assertEqual(corpora.bind_clean("Zones\u00b6"), "Zones")
+        self.assertEqual(corpora.bind_clean("Fixed a crash. [GL #4586] [GL !7212]"), "Fixed a crash.")
+        self.assertEqual(corpora.bind_clean("[GL #1]"), "")
+        self.assertEqual(corpora.bind_clean("a [GL #x] stays"), "a [GL #x] stays")
+
+
+# Shaped like `groff -k -t -man -Tutf8 -P-cbou -rHY=0 -rLL=20000n -rcR=1` of udplite.7.
+MAN = (
+    "udplite(7)" + " " * 60 + "Miscellaneous Information Manual" + " " * 60 + "udplite(7)\n"
+    "\n\n\nNAME\n       udplite - Lightweight User Datagram Protocol\n\n"
+    "SYNOPSIS\n       #include <sys/socket.h>\n\n       sockfd = socket(AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE);\n\n"
+    "DESCRIPTION\n       See the homepage \u27e8http://example.org/udplite\u27e9 for more.\n\n"
+    "       \u2500\u2500\u2500\u2500\u2500\u2500\u2500\u2500\u2500\u2500\u2500\u2500\n"
+    "       \u2502Interface \u2502 Attribute \u2502\n"
+    "\n\nLinux man-pages 6.03" + " " * 60 + "2023-02-05" + " " * 60 + "udplite(7)\n\n"
+)
+
+
+class ManTests(unittest.TestCase):
+    def test_page(self) -> None:
+        self.assertEqual(corpora.man_to_paragraphs(MAN), [
+            "NAME\nudplite - Lightweight User Datagram Protocol",
+            "SYNOPSIS\n#include <sys/socket.h>",
+            "sockfd = socket(AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE);",
+            "DESCRIPTION\nSee the homepage for more.",
+            "Interface | Attribute",
+        ])
+
+    def test_too_short_or_empty(self) -> None:
+        self.assertEqual(corpora.man_to_paragraphs(""), [])
+        self.assertEqual(corpora.man_to_paragraphs("\n\nheader\nfooter\n\n"), [])
+        self.assertEqual(corpora.man_to_paragraphs("header\nonly line\nfooter"), ["only line"])
+
+
+# Entries as stored in foldoc.dict.dz.
+FOLDOC_100VG = (
+    "100BaseVG\n100VG-AnyLAN\n\n   <networking> A 100 {MBps} {Ethernet} standard specified to run\n"
+    "   over four pairs of {category 3} {UTP} wires.\n\n   (1998-06-30)\n\n"
+)
+FOLDOC_ABBREV = "abbrev\n\n   <jargon> /*-breev'/ Common abbreviation for\n   \"abbreviation\".\n\n   (1995-02-27)\n\n"
+
+
+class FoldocTests(unittest.TestCase):
+    def test_dictd_base64(self) -> None:
+        self.assertEqual(corpora.dict_b64("A"), 0)
+        self.assertEqual(corpora.dict_b64("/"), 63)
+        self.assertEqual(corpora.dict_b64("BA"), 64)
+        self.assertEqual(corpora.dict_b64("Mou"), 12 * 4096 + 40 * 64 + 46)
+        self.assertEqual(corpora.dict_b64(""), 0)
+
+    def test_clean(self) -> None:
+        self.assertEqual(corpora.foldoc_clean("an {Ethernet} {token\n   ring} frame"), "an Ethernet token\n   ring frame")
+        self.assertEqual(corpora.foldoc_clean("see {RFC 959 (http://x.org/rfc959)}."), "see RFC 959.")
+        self.assertEqual(corpora.foldoc_clean("Home page (https://example.org/a)."), "Home page .")
+        self.assertEqual(corpora.foldoc_clean(""), "")
+
+    def test_index(self) -> None:
+        index = ("00-database-short\tJ\tBS\n100vg-anylan\tEOt\tR/\n100basevg\tEOt\tR/\n"
+                 "abbrev\tMou\tBn\n00databaseinfo\tB\tC\n")
+        self.assertEqual(corpora.foldoc_index(index, "foldoc.index"),
+                         [(corpora.dict_b64("EOt"), corpora.dict_b64("R/")),
+                          (corpora.dict_b64("Mou"), corpora.dict_b64("Bn"))])
+        self.assertEqual(corpora.foldoc_index("", "foldoc.index"), [])
+
+    def test_malformed_index_line(self) -> None:
+        with self.assertRaisesRegex(CorpusError, "foldoc.index:2: expected"):
+            corpora.foldoc_index("abbrev\tMou\tBn\nbroken line\n", "foldoc.index")
+
+    def test_entry_selected_by_category(self) -> None:
+        self.assertEqual(corpora.foldoc_entry(FOLDOC_100VG), [
+            "100BaseVG: 100VG-AnyLAN",
+            "A 100 MBps Ethernet standard specified to run over four pairs of category 3 UTP wires.",
+        ])
+
+    def test_entry_without_category_or_terms_is_not_selected(self) -> None:
+        self.assertIsNone(corpora.foldoc_entry(FOLDOC_ABBREV))
+        self.assertIsNone(corpora.foldoc_entry(""))
+        self.assertIsNone(corpora.foldoc_entry("headword only"))
+
+    def test_entry_selected_by_three_terms_not_by_urls_or_availability_notes(self) -> None:
+        selected = "router\n\n   <hardware> A device that forwards {packets} between networks by routing.\n"
+        self.assertEqual(corpora.foldoc_entry(selected),
+                         ["router: A device that forwards packets between networks by routing."])
+        two = "widget\n\n   <hardware> A {router} for packets. FTP from (ftp://a.org/tcp/udp/dns).\n"
+        self.assertIsNone(corpora.foldoc_entry(two))
+
+    def test_introduction_and_multi_sense_entries(self) -> None:
+        intro = "FOLDOC\n\n   <introduction> A dictionary of networking, protocol and internet terms.\n"
+        self.assertIsNone(corpora.foldoc_entry(intro))
+        multi = ("frame\n\n   1. <networking> A packet on a link.\n\n   (1997-01-01)\n\n"
+                 "   2. <graphics> One picture.\n\n   (2003-03-03)\n")
+        self.assertEqual(corpora.foldoc_entry(multi), ["frame: 1. A packet on a link.", "2. One picture."])
+
+    def test_non_ascii_entry(self) -> None:
+        entry = "Zürich\n\n   <networking> Réseau {Ethernet} à Zürich.\n"
+        self.assertEqual(corpora.foldoc_entry(entry), ["Zürich: Réseau Ethernet à Zürich."])
+
+
+class SplitTests(unittest.TestCase):
+    def test_empty(self) -> None:
+        self.assertEqual(corpora.split_chunks([]), ([], [], 0))
+
+    def test_small_source_is_all_train(self) -> None:
+        self.assertEqual(corpora.split_chunks(["a", "b"]), (["a", "b"], [], 1))
+
+    def test_chunk_ten_of_twenty_is_held_out(self) -> None:
+        size = corpora.CHUNK_BYTES
+        paragraphs = [f"{i:02d}" + "x" * (size - 4) for i in range(45)]  # each one exactly a chunk
+        train, held, chunks = corpora.split_chunks(paragraphs)
+        self.assertEqual(chunks, 45)
+        self.assertEqual(held, [paragraphs[10], paragraphs[30]])
+        self.assertEqual(train, [p for i, p in enumerate(paragraphs) if i not in (10, 30)])
+
+    def test_chunks_count_utf8_bytes_and_never_cut_a_paragraph(self) -> None:
+        half = corpora.CHUNK_BYTES // 2
+        exact = "\u00e9" * (half - 1)      # 2 bytes each + 2 for the separator: exactly CHUNK_BYTES
+        short = "\u00e9" * (half - 2)      # two bytes short
+        self.assertEqual(corpora.split_chunks([exact, "a"])[2], 2)        # exact closes a chunk alone
+        self.assertEqual(corpora.split_chunks([short, "a"])[2], 1)        # short + "a" (3 bytes) close one
+        self.assertEqual(corpora.split_chunks([short, "a", "b"])[2], 2)
+        self.assertEqual(corpora.split_chunks(["x" * (corpora.CHUNK_BYTES - 3), "a"])[2], 1)
+        self.assertEqual(corpora.split_chunks(["x" * 10 * corpora.CHUNK_BYTES]), (["x" * 10 * corpora.CHUNK_BYTES], [], 1))
+
+
+if __name__ == "__main__":
+    unittest.main()
