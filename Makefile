@@ -84,10 +84,11 @@ QUICKSTART_DIR ?= runs/quickstart$(if $(QUICK),-quick,)
 quickstart: release $(if $(QUICK),,base-model corpora)
 	$(if $(QUICK),scripts/quickstart.sh $(QUICKSTART_DIR) quick,python3 scripts/experiment.py --profile quickstart --out $(QUICKSTART_DIR) --model $(MODEL_DIR)/base)
 
-## corpora: general-English (World English Bible, KJV) and communication-technology (kernel
-## networking docs, BIND 9 manual, Wireshark guide, networking man7 pages, FOLDOC) text from
-## Debian packages, split 95/5 into train/held-out; installs what it needs, reuses up-to-date
-## outputs (CORPORA_FLAGS=--force rebuilds, --check verifies determinism). See scripts/README.md.
+## corpora: general-English (World English Bible, KJV, kernel docs outside networking) and
+## communication-technology (kernel networking docs, BIND 9 manual, Wireshark guide, networking
+## man7 pages, FOLDOC) text from Debian packages, split 95/5 into train/held-out; the sources are
+## in scripts/corpora_sources.toml. Installs what it needs, reuses up-to-date outputs
+## (CORPORA_FLAGS=--force rebuilds, --check verifies determinism). See scripts/README.md.
 CORPORA_DIR ?= runs/corpora
 CORPORA_FLAGS ?=
 .PHONY: corpora

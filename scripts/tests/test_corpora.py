@@ -9,6 +9,7 @@ Wireshark HTML, groff output, FOLDOC's dictd files); none of the Debian packages
 from __future__ import annotations
 
 import sys
+import tempfile
 import unittest
 from pathlib import Path
 
@@ -16,6 +17,78 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import corpora  # noqa: E402
 from corpora import CorpusError  # noqa: E402
+
+
+class SpecTests(unittest.TestCase):
+    """corpora_sources.toml and its reader."""
+
+    def test_the_sources_file(self) -> None:
+        spec = corpora.spec()
+        self.assertEqual([(s.name, s.corpus) for s in spec.sources], [
+            ("web", "general"), ("kjv", "general"), ("linux-doc-general", "general"), ("linux-doc", "domain"),
+            ("bind9-doc", "domain"), ("wireshark-doc", "domain"), ("manpages", "domain"), ("dict-foldoc", "domain")])
+        self.assertEqual([s.name for s in spec.sources if s.required], ["web"])
+        self.assertEqual(spec.source("linux-doc").packages, ("linux-doc-6.1",))  # ${linux_doc} expanded
+        rst = spec.source("linux-doc").params
+        assert isinstance(rst, corpora.RstParams)
+        self.assertEqual(rst.root, Path("/usr/share/doc/linux-doc-6.1/html/_sources"))
+        self.assertIn("`bible -l100000 Gen1:1-Rev22:21`", spec.source("kjv").cleaning)
+        self.assertNotIn("{", spec.source("manpages").cleaning)
+        self.assertEqual(len(spec.sha256), 64)
+
+    def test_split_rule_text_is_the_manifests(self) -> None:
+        self.assertEqual(corpora.Split(16384, 20, 10).rule(),
+                         "per source, paragraphs in source order grouped into consecutive chunks of >= 16384 UTF-8 "
+                         "bytes (a paragraph is never cut); chunk i (0-based) goes to held-out when i % 20 == 10, "
+                         "otherwise to train; sources are concatenated in manifest order")
+
+    def test_describe(self) -> None:
+        fields: dict[str, object] = {"cmd": ["groff", "-k"], "dirs": ["a", "b"], "n": 3, "attrs": {"itemprop": "x"}}
+        self.assertEqual(corpora.describe("`{cmd: }` {{{dirs:,}}} {dirs} {dirs!r} {n} {attrs}", fields, "w"),
+                         "`groff -k` {a,b} a, b ['a', 'b'] 3 itemprop=x")
+        self.assertEqual(corpora.describe("", fields, "w"), "")
+        with self.assertRaisesRegex(CorpusError, "w: cleaning: cannot fill in 'missing'"):
+            corpora.describe("{missing}", fields, "w")
+        with self.assertRaisesRegex(CorpusError, "w: cleaning"):
+            corpora.describe("a { b", fields, "w")
+
+    def test_expand_vars(self) -> None:
+        value = {"a": "/x/${v}/y", "b": ["${v}", "$v", "${v}${v}"], "c": 3}
+        self.assertEqual(corpora.expand_vars(value, {"v": "é"}, "w"),
+                         {"a": "/x/é/y", "b": ["é", "$v", "éé"], "c": 3})
+        with self.assertRaisesRegex(CorpusError, r"w: \$\{nope\} is not defined in \[vars\]"):
+            corpora.expand_vars("${nope}", {}, "w")
+
+    def load_changed(self, old: str, new: str) -> corpora.Spec:
+        text = corpora.SOURCES_FILE.read_text(encoding="utf-8")
+        self.assertIn(old, text)
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "sources.toml"
+            path.write_text(text.replace(old, new, 1), encoding="utf-8")
+            return corpora.load_spec(path)
+
+    def test_mistakes_in_the_file_are_reported(self) -> None:
+        cases = [
+            ('min_pages = 5', 'min_page = 5', "source 'manpages': min_pages is missing"),
+            ('min_verses = 31000\ncleaning', 'min_verses = 31000\nmin_verse = 1\ncleaning',
+             "source 'web': unknown key\\(s\\) min_verse"),
+            ('min_terms = 3', 'min_terms = "3"', "source 'dict-foldoc': min_terms must be an integer"),
+            ('extractor = "man7"', 'extractor = "troff"', "extractor must be one of"),
+            ('corpus = "domain"', 'corpus = "other"', "corpus must be one of general, domain"),
+            ('name = "kjv"', 'name = "web"', "source 'web': a source of that name comes earlier"),
+            ("exclude_paths = 'net|", "exclude_paths = '(net|", "invalid regular expression"),
+            ('"/usr/share/doc/${linux_doc}', '"/usr/share/doc/${linux_dok}', "linux_dok.*is not defined"),
+            ('[split]\n', '[split]\nchunk = 1\n', "\\[split\\]: unknown key"),
+            ('[[source]]\nname = "web"', '[[source]\nname = "web"', "cannot read"),
+        ]
+        for old, new, error in cases:
+            with self.subTest(new=new):
+                with self.assertRaisesRegex(CorpusError, error):
+                    self.load_changed(old, new)
+
+    def test_missing_file(self) -> None:
+        with self.assertRaisesRegex(CorpusError, "cannot read"):
+            corpora.load_spec(Path("/nonexistent/corpora_sources.toml"))
 
 
 class NormaliseTests(unittest.TestCase):
@@ -60,6 +133,7 @@ class NaturalKeyTests(unittest.TestCase):
         self.assertEqual(corpora.natural_key(Path("a12b3")), ["a", 12, "b", 3, ""])
 
 
+MODULE = "engWEB2015eb"
 # `diatheke -b engWEB2015eb -f internal -k "Ps 3:1-2"`, <w> attributes shortened.
 PSALM = (
     '<title canonical="true" type="psalm">A Psalm by David, when he fled from Absalom his son.</title> '
@@ -99,7 +173,7 @@ class WebTests(unittest.TestCase):
         self.assertEqual(corpora.osis_inline_to_text(""), "")
 
     def test_repeated_heading_is_kept_once_as_its_own_paragraph(self) -> None:
-        paragraphs, verses = corpora.web_paragraphs(PSALM)
+        paragraphs, verses = corpora.web_paragraphs(PSALM, MODULE)
         self.assertEqual(verses, 2)
         self.assertEqual(corpora.keep(paragraphs), [
             "A Psalm by David, when he fled from Absalom his son.",
@@ -108,30 +182,30 @@ class WebTests(unittest.TestCase):
         ])
 
     def test_paragraph_marks_and_chapters_end_paragraphs(self) -> None:
-        paragraphs, verses = corpora.web_paragraphs(GENESIS)
+        paragraphs, verses = corpora.web_paragraphs(GENESIS, MODULE)
         self.assertEqual(verses, 3)
         self.assertEqual(paragraphs, [
             "In the beginning, God created the heavens and the earth. The earth was formless and empty.",
             "God said, \u201cLet there be light,\u201d and there was light.",
         ])
-        two, _ = corpora.web_paragraphs("Genesis 50:26: So Joseph died.\nExodus 1:1: Now these are the names.\n")
+        two, _ = corpora.web_paragraphs("Genesis 50:26: So Joseph died.\nExodus 1:1: Now these are the names.\n", MODULE)
         self.assertEqual(two, ["So Joseph died.", "Now these are the names."])
 
     def test_glossary_after_revelation_is_dropped(self) -> None:
         out = ('Revelation 22:21: The grace of the Lord Jesus Christ be with all the saints. Amen.'
                '<div type="glossary" sID="g1"/>Abba: Father\nGlossary 1:1: more words\n')
-        self.assertEqual(corpora.web_paragraphs(out),
+        self.assertEqual(corpora.web_paragraphs(out, MODULE),
                          (["The grace of the Lord Jesus Christ be with all the saints. Amen."], 1))
 
     def test_empty_output(self) -> None:
-        self.assertEqual(corpora.web_paragraphs(""), ([], 0))
-        self.assertEqual(corpora.web_paragraphs("\n(engWEB2015eb)\n"), ([], 0))
+        self.assertEqual(corpora.web_paragraphs("", MODULE), ([], 0))
+        self.assertEqual(corpora.web_paragraphs("\n(engWEB2015eb)\n", MODULE), ([], 0))
 
     def test_line_without_a_verse_reference_is_an_error(self) -> None:
         with self.assertRaisesRegex(CorpusError, "web: unexpected diatheke line"):
-            corpora.web_paragraphs("Genesis 1:1: In the beginning\nsomething else\n")
+            corpora.web_paragraphs("Genesis 1:1: In the beginning\nsomething else\n", MODULE)
         with self.assertRaisesRegex(CorpusError, "no verse reference"):
-            corpora.web_paragraphs("Genesis: no chapter and verse\n")
+            corpora.web_paragraphs("Genesis: no chapter and verse\n", MODULE)
 
 
 class KjvTests(unittest.TestCase):
@@ -256,7 +330,9 @@ class RstTests(unittest.TestCase):
         self.assertEqual(corpora.rst_file_paragraphs(""), [])
 
     def test_general_doc_paths(self) -> None:
-        for path, general in [("/admin-guide/README.rst.txt", True),
+        general = corpora.spec().source("linux-doc-general").params
+        assert isinstance(general, corpora.RstParams)
+        for path, kept in [("/admin-guide/README.rst.txt", True),
                               ("/admin-guide/sysctl/net.rst.txt", False),
                               ("/admin-guide/ipv6.rst.txt", False),
                               ("/filesystems/ip-sysctl.rst.txt", False),
@@ -266,7 +342,7 @@ class RstTests(unittest.TestCase):
                               ("/core-api/canonical.rst.txt", True),
                               ("/core-api/scan.rst.txt", False)]:  # "can" ends a word in "scan"
             with self.subTest(path=path):
-                self.assertEqual(corpora.general_doc_path(path), general)
+                self.assertEqual(corpora.rst_path_kept(path, general.exclude_paths), kept)
 
 
 class HtmlTests(unittest.TestCase):
@@ -321,11 +397,17 @@ class HtmlTests(unittest.TestCase):
         self.assertEqual(self.paras("<html><body></body></html>", "body"), [])
         self.assertEqual(self.paras("<p>outside the root</p>", "article"), [])
 
-    def test_bind_clean(self) -> None:
-        self.assertEqual(corpora.bind_clean("Zones\u00b6"), "Zones")
-        self.assertEqual(corpora.bind_clean("Fixed a crash. [GL #4586] [GL !7212]"), "Fixed a crash.")
-        self.assertEqual(corpora.bind_clean("[GL #1]"), "")
-        self.assertEqual(corpora.bind_clean("a [GL #x] stays"), "a [GL #x] stays")
+    def test_bind_drop_patterns(self) -> None:
+        bind = corpora.spec().source("bind9-doc").params
+        assert isinstance(bind, corpora.HtmlParams)
+        for text, clean in [("Zones\u00b6", "Zones"),
+                            ("Fixed a crash. [GL #4586] [GL !7212]", "Fixed a crash."),
+                            ("[GL #1]", ""),
+                            ("a [GL #x] stays", "a [GL #x] stays"),
+                            ("", "")]:
+            with self.subTest(text=text):
+                self.assertEqual(corpora.drop_all(text, bind.drop), clean)
+        self.assertEqual(corpora.drop_all("unchanged", []), "unchanged")
 
 
 # Shaped like `groff -k -t -man -Tutf8 -P-cbou -rHY=0 -rLL=20000n -rcR=1` of udplite.7.
@@ -365,6 +447,14 @@ FOLDOC_ABBREV = "abbrev\n\n   <jargon> /*-breev'/ Common abbreviation for\n   \"
 
 
 class FoldocTests(unittest.TestCase):
+    def setUp(self) -> None:
+        params = corpora.spec().source("dict-foldoc").params
+        assert isinstance(params, corpora.FoldocParams)
+        self.p = params
+
+    def entry(self, text: str) -> list[str] | None:
+        return corpora.foldoc_entry(text, self.p)
+
     def test_dictd_base64(self) -> None:
         self.assertEqual(corpora.dict_b64("A"), 0)
         self.assertEqual(corpora.dict_b64("/"), 63)
@@ -381,43 +471,46 @@ class FoldocTests(unittest.TestCase):
     def test_index(self) -> None:
         index = ("00-database-short\tJ\tBS\n100vg-anylan\tEOt\tR/\n100basevg\tEOt\tR/\n"
                  "abbrev\tMou\tBn\n00databaseinfo\tB\tC\n")
-        self.assertEqual(corpora.foldoc_index(index, "foldoc.index"),
+        self.assertEqual(corpora.foldoc_index(index, self.p.skip_headwords, "foldoc.index"),
                          [(corpora.dict_b64("EOt"), corpora.dict_b64("R/")),
                           (corpora.dict_b64("Mou"), corpora.dict_b64("Bn"))])
-        self.assertEqual(corpora.foldoc_index("", "foldoc.index"), [])
+        self.assertEqual(corpora.foldoc_index("", self.p.skip_headwords, "foldoc.index"), [])
 
     def test_malformed_index_line(self) -> None:
         with self.assertRaisesRegex(CorpusError, "foldoc.index:2: expected"):
-            corpora.foldoc_index("abbrev\tMou\tBn\nbroken line\n", "foldoc.index")
+            corpora.foldoc_index("abbrev\tMou\tBn\nbroken line\n", self.p.skip_headwords, "foldoc.index")
 
     def test_entry_selected_by_category(self) -> None:
-        self.assertEqual(corpora.foldoc_entry(FOLDOC_100VG), [
+        self.assertEqual(self.entry(FOLDOC_100VG), [
             "100BaseVG: 100VG-AnyLAN",
             "A 100 MBps Ethernet standard specified to run over four pairs of category 3 UTP wires.",
         ])
 
     def test_entry_without_category_or_terms_is_not_selected(self) -> None:
-        self.assertIsNone(corpora.foldoc_entry(FOLDOC_ABBREV))
-        self.assertIsNone(corpora.foldoc_entry(""))
-        self.assertIsNone(corpora.foldoc_entry("headword only"))
+        self.assertIsNone(self.entry(FOLDOC_ABBREV))
+        self.assertIsNone(self.entry(""))
+        self.assertIsNone(self.entry("headword only"))
 
     def test_entry_selected_by_three_terms_not_by_urls_or_availability_notes(self) -> None:
         selected = "router\n\n   <hardware> A device that forwards {packets} between networks by routing.\n"
-        self.assertEqual(corpora.foldoc_entry(selected),
+        self.assertEqual(self.entry(selected),
                          ["router: A device that forwards packets between networks by routing."])
         two = "widget\n\n   <hardware> A {router} for packets. FTP from (ftp://a.org/tcp/udp/dns).\n"
-        self.assertIsNone(corpora.foldoc_entry(two))
+        self.assertIsNone(self.entry(two))
 
     def test_introduction_and_multi_sense_entries(self) -> None:
         intro = "FOLDOC\n\n   <introduction> A dictionary of networking, protocol and internet terms.\n"
-        self.assertIsNone(corpora.foldoc_entry(intro))
+        self.assertIsNone(self.entry(intro))
         multi = ("frame\n\n   1. <networking> A packet on a link.\n\n   (1997-01-01)\n\n"
                  "   2. <graphics> One picture.\n\n   (2003-03-03)\n")
-        self.assertEqual(corpora.foldoc_entry(multi), ["frame: 1. A packet on a link.", "2. One picture."])
+        self.assertEqual(self.entry(multi), ["frame: 1. A packet on a link.", "2. One picture."])
 
     def test_non_ascii_entry(self) -> None:
         entry = "Zürich\n\n   <networking> Réseau {Ethernet} à Zürich.\n"
-        self.assertEqual(corpora.foldoc_entry(entry), ["Zürich: Réseau Ethernet à Zürich."])
+        self.assertEqual(self.entry(entry), ["Zürich: Réseau Ethernet à Zürich."])
+
+
+CHUNK_BYTES = corpora.spec().split.chunk_bytes
 
 
 class SplitTests(unittest.TestCase):
@@ -428,7 +521,7 @@ class SplitTests(unittest.TestCase):
         self.assertEqual(corpora.split_chunks(["a", "b"]), (["a", "b"], [], 1))
 
     def test_chunk_ten_of_twenty_is_held_out(self) -> None:
-        size = corpora.CHUNK_BYTES
+        size = CHUNK_BYTES
         paragraphs = [f"{i:02d}" + "x" * (size - 4) for i in range(45)]  # each one exactly a chunk
         train, held, chunks = corpora.split_chunks(paragraphs)
         self.assertEqual(chunks, 45)
@@ -436,14 +529,14 @@ class SplitTests(unittest.TestCase):
         self.assertEqual(train, [p for i, p in enumerate(paragraphs) if i not in (10, 30)])
 
     def test_chunks_count_utf8_bytes_and_never_cut_a_paragraph(self) -> None:
-        half = corpora.CHUNK_BYTES // 2
+        half = CHUNK_BYTES // 2
         exact = "\u00e9" * (half - 1)      # 2 bytes each + 2 for the separator: exactly CHUNK_BYTES
         short = "\u00e9" * (half - 2)      # two bytes short
         self.assertEqual(corpora.split_chunks([exact, "a"])[2], 2)        # exact closes a chunk alone
         self.assertEqual(corpora.split_chunks([short, "a"])[2], 1)        # short + "a" (3 bytes) close one
         self.assertEqual(corpora.split_chunks([short, "a", "b"])[2], 2)
-        self.assertEqual(corpora.split_chunks(["x" * (corpora.CHUNK_BYTES - 3), "a"])[2], 1)
-        self.assertEqual(corpora.split_chunks(["x" * 10 * corpora.CHUNK_BYTES]), (["x" * 10 * corpora.CHUNK_BYTES], [], 1))
+        self.assertEqual(corpora.split_chunks(["x" * (CHUNK_BYTES - 3), "a"])[2], 1)
+        self.assertEqual(corpora.split_chunks(["x" * 10 * CHUNK_BYTES]), (["x" * 10 * CHUNK_BYTES], [], 1))
 
 
 if __name__ == "__main__":
