@@ -761,7 +761,9 @@ def extract_rst(source: str, p: RstParams) -> tuple[list[str], list[Json]]:
 
 class HTMLText(html.parser.HTMLParser):
     """Collects the visible text of the content part of a page as paragraphs: block
-    elements end paragraphs, table cells are separated by " | ", <pre> blocks are dropped."""
+    elements end paragraphs; table cells are separated by " | "; skipped elements (<pre>,
+    <script>, navigation, the source's skip classes ...) are dropped with their content and,
+    skipped, do not end the paragraph around them; whitespace runs become one space."""
 
     def __init__(self, root: Callable[[str, dict[str, str]], bool] | None, skip_classes: frozenset[str]):
         super().__init__(convert_charrefs=True)
@@ -771,19 +773,13 @@ class HTMLText(html.parser.HTMLParser):
         self.stack: list[tuple[str, bool, bool]] = []  # (tag, skipping, inside root)
         self.paragraphs: list[str] = []
         self.buf: list[str] = []
-        self.pre = 0
 
     def _state(self) -> tuple[bool, bool]:
         return (self.stack[-1][1], self.stack[-1][2]) if self.stack else (False, self.root is None)
 
     def _flush(self) -> None:
-        text = "".join(self.buf)
+        text = re.sub(r"\s+", " ", "".join(self.buf)).strip()
         self.buf.clear()
-        if self.pre:
-            text = "\n".join(line.rstrip() for line in text.split("\n"))
-        else:
-            text = re.sub(r"\s+", " ", text)
-        text = text.strip()
         if text:
             self.paragraphs.append(text)
 
@@ -799,8 +795,6 @@ class HTMLText(html.parser.HTMLParser):
             self._flush()
         if tag in self.rules.cell_tags and inside and not skipping and self.buf and "".join(self.buf).strip():
             self.buf.append(self.rules.cell_separator)
-        if tag == "pre" and inside and not skipping:
-            self.pre += 1
         if tag not in self.rules.void_tags:
             self.stack.append((tag, skipping, inside))
 
@@ -819,8 +813,6 @@ class HTMLText(html.parser.HTMLParser):
                 del self.stack[k:]
                 if tag in self.rules.block_tags and inside and not skipping:
                     self._flush()
-                if tag == "pre" and inside and not skipping and self.pre:
-                    self.pre -= 1
                 return
 
     def handle_data(self, data: str) -> None:
