@@ -13,6 +13,7 @@ byte-identical outputs (sorted inputs, no timestamps, NFC text); manifest.json r
 versions and the sha256 of every output so a later run can reuse or verify them.
 
 Usage: scripts/corpora.py [--out DIR] [--force | --check]
+       scripts/corpora.py cut FILE BYTES OUT   (a slice of a corpus file, see cut_text)
 """
 
 from __future__ import annotations
@@ -1186,8 +1187,67 @@ def build_into_temp(parent: Path, versions: dict[str, str | None], log: Log) -> 
         raise
 
 
+# ----------------------------------------------------------------------------------------
+# Slices of a built corpus (scripts/quickstart.sh's toy pipeline).
+
+CUT_BLOCK_CHARS = 4096
+
+
+def cut_text(text: str, size: int) -> str:
+    """About `size` characters of text (paragraphs separated by blank lines), taken as evenly
+    spaced runs of whole paragraphs so that every source of a corpus is represented: the
+    paragraphs are grouped into blocks of at least CUT_BLOCK_CHARS characters, and a share
+    size / len(text) of the blocks is kept, evenly spaced (all of them when size >= the text).
+    The result ends with a newline, after the last kept paragraph's own (a corpus file's last
+    paragraph ends with one, so a cut that keeps it ends with a blank line)."""
+    paragraphs = text.split("\n\n")
+    blocks: list[list[str]] = []
+    current: list[str] = []
+    chars = 0
+    for p in paragraphs:
+        current.append(p)
+        chars += len(p)
+        if chars >= CUT_BLOCK_CHARS:
+            blocks.append(current)
+            current, chars = [], 0
+    if current:
+        blocks.append(current)
+    total = sum(len(p) + 2 for p in paragraphs)
+    ratio = min(1.0, size / max(total, 1))
+    kept = [b for j, b in enumerate(blocks) if int((j + 1) * ratio) > int(j * ratio)]
+    return "\n\n".join(p for b in kept for p in b) + "\n"
+
+
+def cut_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="corpora.py cut", description=(
+        "Write about BYTES of FILE (counted in characters; 0: all of it, copied byte for byte) to OUT, "
+        "taken as evenly spaced runs of whole paragraphs so that every source of the corpus is represented."))
+    ap.add_argument("file", type=Path, metavar="FILE")
+    ap.add_argument("size", type=int, metavar="BYTES")
+    ap.add_argument("out", type=Path, metavar="OUT")
+    args = ap.parse_args(argv)
+    if args.size < 0:
+        ap.error(f"BYTES must be 0 (all) or positive, not {args.size}")
+    try:
+        if args.size == 0:
+            shutil.copyfile(args.file, args.out)
+            return 0
+        with open(args.file, encoding="utf-8") as f:  # universal newlines: \r\n and \r read as \n
+            text = f.read()
+        with open(args.out, "w", encoding="utf-8", newline="\n") as f:
+            f.write(cut_text(text, args.size))
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"corpora: cut: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    if argv[:1] == ["cut"]:
+        return cut_main(argv[1:])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
+                                 epilog="`corpora.py cut FILE BYTES OUT` cuts a slice of a built corpus "
+                                        "(see `corpora.py cut --help`).")
     ap.add_argument("--out", type=Path, default=Path("runs/corpora"), help="output directory (default runs/corpora)")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--force", action="store_true", help="rebuild even when the outputs are up to date")

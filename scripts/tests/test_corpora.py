@@ -8,6 +8,8 @@ Wireshark HTML, groff output, FOLDOC's dictd files); none of the Debian packages
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 import tempfile
 import unittest
@@ -537,6 +539,68 @@ class SplitTests(unittest.TestCase):
         self.assertEqual(corpora.split_chunks([short, "a", "b"])[2], 2)
         self.assertEqual(corpora.split_chunks(["x" * (CHUNK_BYTES - 3), "a"])[2], 1)
         self.assertEqual(corpora.split_chunks(["x" * 10 * CHUNK_BYTES]), (["x" * 10 * CHUNK_BYTES], [], 1))
+
+
+class CutTests(unittest.TestCase):
+    """corpora.py cut, which replaced quickstart.sh's cut_text with the same output."""
+
+    def test_evenly_spaced_blocks_of_whole_paragraphs(self) -> None:
+        paragraphs = [str(i) * corpora.CUT_BLOCK_CHARS for i in range(10)]  # each one a block
+        text = "\n\n".join(paragraphs)
+        total = 10 * (corpora.CUT_BLOCK_CHARS + 2)  # the size measure: characters + 2 per paragraph
+        self.assertEqual(corpora.cut_text(text, total // 2),
+                         "\n\n".join(paragraphs[j] for j in (1, 3, 5, 7, 9)) + "\n")
+        self.assertEqual(corpora.cut_text(text, total // 10), paragraphs[9] + "\n")
+        # with a final newline the measure is one more, the share just under 1/2: blocks 2, 4, 6, 8
+        self.assertEqual(corpora.cut_text(text + "\n", total // 2),
+                         "\n\n".join(paragraphs[j] for j in (2, 4, 6, 8)) + "\n")
+
+    def test_blocks_gather_short_paragraphs(self) -> None:
+        short = ["a" * 1000] * 5 + ["b" * 1000] * 5  # two blocks: 5 x 1000 >= 4096
+        text = "\n\n".join(short)
+        self.assertEqual(corpora.cut_text(text, 5010), "\n\n".join(short[5:]) + "\n")
+
+    def test_size_beyond_the_text_keeps_everything(self) -> None:
+        # the last paragraph keeps the corpus file's final newline, and one more is added
+        self.assertEqual(corpora.cut_text("a\n\nb\n", 10**9), "a\n\nb\n\n")
+        self.assertEqual(corpora.cut_text("x\n", 4), "x\n\n")
+        # below the text's size, a text of one block keeps none of it
+        self.assertEqual(corpora.cut_text("x\n", 3), "\n")
+
+    def test_empty_and_non_ascii(self) -> None:
+        self.assertEqual(corpora.cut_text("", 5), "\n")
+        text = "\n\n".join(["é" * 4096, "日" * 4096])  # characters, not bytes, are counted
+        self.assertEqual(corpora.cut_text(text, 4098), "日" * 4096 + "\n")
+
+    def run_cut(self, data: bytes, size: str) -> tuple[int, bytes | None]:
+        with tempfile.TemporaryDirectory() as d:
+            src, out = Path(d) / "in.txt", Path(d) / "out.txt"
+            src.write_bytes(data)
+            with contextlib.redirect_stderr(io.StringIO()):
+                status = corpora.main(["cut", str(src), size, str(out)])
+            return status, out.read_bytes() if out.exists() else None
+
+    def test_command(self) -> None:
+        self.assertEqual(self.run_cut(b"one\n\ntwo\n", "100"), (0, b"one\n\ntwo\n\n"))
+        # 0: the file as it is, byte for byte (no newline translation, not even decoded)
+        self.assertEqual(self.run_cut(b"a\r\n\r\nb\xff", "0"), (0, b"a\r\n\r\nb\xff"))
+        self.assertEqual(self.run_cut(b"", "0"), (0, b""))
+        # otherwise read with universal newlines, like the shell version's open()
+        self.assertEqual(self.run_cut(b"a\r\n\r\nb\rc", "100"), (0, b"a\n\nb\nc\n"))
+        self.assertEqual(self.run_cut("é\n".encode(), "4"), (0, "é\n\n".encode()))
+        self.assertEqual(self.run_cut(b"tiny\n", "1"), (0, b"\n"))
+        self.assertEqual(self.run_cut(b"\xff", "1"), (2, None))
+
+    def test_command_errors(self) -> None:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            self.assertEqual(corpora.main(["cut", "/nonexistent/in.txt", "5", "/nonexistent/out.txt"]), 2)
+        self.assertIn("corpora: cut: [Errno 2] No such file or directory: '/nonexistent/in.txt'", err.getvalue())
+        for size in ("-1", "ten"):
+            with self.subTest(size=size), self.assertRaises(SystemExit) as e:
+                with contextlib.redirect_stderr(io.StringIO()):
+                    corpora.main(["cut", "in.txt", size, "out.txt"])
+            self.assertEqual(e.exception.code, 2)
 
 
 if __name__ == "__main__":
