@@ -62,16 +62,19 @@ experiment: base-model corpora
 	python3 scripts/experiment.py --profile experiment --out $(EXPERIMENT_DIR) --model $(MODEL_DIR)/base
 
 ## test: build and run the whole test suite (the README's test command): the Python package's
-## tests (against the release binaries), then the Swift suite; the last line is the summary.
+## tests (against the release binaries), the scripts' unit tests (scripts/tests), then the Swift
+## suite; the last line is the summary.
 test: deps base-model pydeps
 	python3 scripts/check_target_graph.py
 	$(SWIFT) build --build-tests
 	$(SWIFT) build -c release   # the quickstart test runs the release binaries (toy training is slow in debug)
 	cd clients/python && LOGITD_BIN=$(CURDIR)/.build/release python3 -m unittest discover -s tests; \
 	  python_status=$$?; cd $(CURDIR); \
+	  python3 -m unittest discover -s scripts/tests -t scripts; scripts_status=$$?; \
 	  $(SWIFT) test --skip-build --parallel --num-workers $(TEST_WORKERS) --xunit-output .build/xunit.xml; \
 	  status=$$?; [ $$python_status = 0 ] || echo "FAILED python package tests (clients/python): see above"; \
-	  python3 scripts/test-summary.py .build/xunit.xml && [ $$status = 0 ] && [ $$python_status = 0 ]
+	  [ $$scripts_status = 0 ] || echo "FAILED script tests (scripts/tests): see above"; \
+	  python3 scripts/test-summary.py .build/xunit.xml && [ $$status = 0 ] && [ $$python_status = 0 ] && [ $$scripts_status = 0 ]
 
 ## quickstart: the experiment, small (scripts/experiment.py --profile quickstart): SmolLM2-135M
 ## fetched and imported, Stage 0 through logitd, coverage, the method's default recipe and
@@ -82,10 +85,11 @@ QUICKSTART_DIR ?= runs/quickstart$(if $(QUICK),-quick,)
 quickstart: release $(if $(QUICK),,base-model corpora)
 	$(if $(QUICK),scripts/quickstart.sh $(QUICKSTART_DIR) quick,python3 scripts/experiment.py --profile quickstart --out $(QUICKSTART_DIR) --model $(MODEL_DIR)/base)
 
-## corpora: general-English (World English Bible, KJV) and communication-technology (kernel
-## networking docs, BIND 9 manual, Wireshark guide, networking man7 pages, FOLDOC) text from
-## Debian packages, split 95/5 into train/held-out; installs what it needs, reuses up-to-date
-## outputs (CORPORA_FLAGS=--force rebuilds, --check verifies determinism). See scripts/README.md.
+## corpora: general-English (World English Bible, KJV, kernel docs outside networking) and
+## communication-technology (kernel networking docs, BIND 9 manual, Wireshark guide, networking
+## man7 pages, FOLDOC) text from Debian packages, split 95/5 into train/held-out; the sources are
+## in scripts/corpora_sources.toml. Installs what it needs, reuses up-to-date outputs
+## (CORPORA_FLAGS=--force rebuilds, --check verifies determinism). See scripts/README.md.
 CORPORA_DIR ?= runs/corpora
 CORPORA_FLAGS ?=
 .PHONY: corpora

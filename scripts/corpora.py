@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Build the project's two text corpora from Debian 12 packages.
 
-* general English: the World English Bible (sword-text-web, read with diatheke), the
-  King James Version (bible-kjv, read with the `bible` program), and the Linux kernel
-  documentation outside networking (general technical prose);
-* communication technology: the Linux kernel networking docs, the BIND 9 manual, the
-  Wireshark user guide, the networking man7 pages and the networking entries of FOLDOC.
+The corpora: general English (two Bible translations and the Linux kernel documentation
+outside networking) and communication technology (the kernel networking docs, the BIND 9
+manual, the Wireshark user guide, the networking man7 pages and FOLDOC's networking entries).
+Which packages and files, the term lists and the data of the cleaning rules are in
+corpora_sources.toml beside this script; this script holds the parsers.
 
 Why Debian packages: every machine of the project reaches Debian's archive and nothing else,
 so the corpora are reproducible anywhere the project builds. Same package versions give
@@ -13,11 +13,13 @@ byte-identical outputs (sorted inputs, no timestamps, NFC text); manifest.json r
 versions and the sha256 of every output so a later run can reuse or verify them.
 
 Usage: scripts/corpora.py [--out DIR] [--force | --check]
+       scripts/corpora.py cut FILE BYTES OUT   (a slice of a corpus file, see cut_text)
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import hashlib
 import html
@@ -26,29 +28,26 @@ import json
 import os
 import re
 import shutil
+import string
 import subprocess
 import sys
 import tempfile
+import tomllib
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-# Bump when the output format changes in a way the script hash would not show.
+# A manifest entry: JSON-ready values.
+Json = dict[str, Any]
+Log = Callable[[str], None]
+
+# Bump when the output format changes in a way the script and data hashes would not show.
 FORMAT_VERSION = 1
-# Split: each source's paragraphs are grouped, in order, into consecutive chunks of at least
-# CHUNK_BYTES (never cutting a paragraph); chunk i goes to held-out when i % HELDOUT_EVERY ==
-# HELDOUT_OFFSET, else to train. The offset sits mid-cycle so that a source of 11+ chunks
-# still contributes one held-out chunk.
-CHUNK_BYTES = 16 * 1024
-HELDOUT_EVERY = 20
-HELDOUT_OFFSET = 10
-SPLIT_RULE = (f"per source, paragraphs in source order grouped into consecutive chunks of >= {CHUNK_BYTES} "
-              f"UTF-8 bytes (a paragraph is never cut); chunk i (0-based) goes to held-out when "
-              f"i % {HELDOUT_EVERY} == {HELDOUT_OFFSET}, otherwise to train; sources are concatenated "
-              f"in manifest order")
 OUTPUTS = ("general.train.txt", "general.heldout.txt", "domain.train.txt", "domain.heldout.txt")
-MIN_DOMAIN_SOURCES = 3
+CORPORA = ("general", "domain")
+# The sources and the data of the cleaning rules.
+SOURCES_FILE = Path(__file__).resolve().with_name("corpora_sources.toml")
 
 
 class CorpusError(Exception):
@@ -56,23 +55,399 @@ class CorpusError(Exception):
 
 
 # ----------------------------------------------------------------------------------------
+# corpora_sources.toml, read into typed, checked values.
+
+class Table:
+    """A TOML table with typed access; every error names the file and the table, and
+    done() refuses keys nothing asked for (a misspelt key would otherwise do nothing)."""
+
+    def __init__(self, raw: object, where: str) -> None:
+        if not isinstance(raw, dict):
+            raise CorpusError(f"{where}: expected a table")
+        self.raw: dict[str, object] = raw
+        self.where = where
+        self.used: set[str] = set()
+
+    def _get(self, key: str, kind: str, optional: bool = False) -> object:
+        self.used.add(key)
+        if key not in self.raw:
+            if optional:
+                return None
+            raise CorpusError(f"{self.where}: {key} is missing ({kind})")
+        return self.raw[key]
+
+    def _bad(self, key: str, kind: str) -> CorpusError:
+        return CorpusError(f"{self.where}: {key} must be {kind}, not {self.raw[key]!r}")
+
+    def text(self, key: str) -> str:
+        value = self._get(key, "a string")
+        if not isinstance(value, str):
+            raise self._bad(key, "a string")
+        return value
+
+    def optional_text(self, key: str) -> str | None:
+        return self.text(key) if self._get(key, "a string", optional=True) is not None else None
+
+    def texts(self, key: str, optional: bool = False) -> list[str]:
+        value = self._get(key, "a list of strings", optional)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self._bad(key, "a list of strings")
+        return [str(v) for v in value]
+
+    def mapping(self, key: str, optional: bool = False) -> dict[str, str]:
+        value = self._get(key, "a table of strings", optional)
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise self._bad(key, "a table of strings")
+        return {str(k): str(v) for k, v in value.items()}
+
+    def integer(self, key: str) -> int:
+        value = self._get(key, "an integer")
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self._bad(key, "an integer")
+        return value
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self._get(key, "true or false", optional=True)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self._bad(key, "true or false")
+        return value
+
+    def pattern(self, key: str, flags: int = 0) -> re.Pattern[str]:
+        return compile_pattern(self.text(key), f"{self.where}: {key}", flags)
+
+    def table(self, key: str) -> Table:
+        return Table(self._get(key, "a table"), f"{self.where.split(':')[0]}: [{key}]")
+
+    def done(self) -> None:
+        unknown = sorted(set(self.raw) - self.used)
+        if unknown:
+            raise CorpusError(f"{self.where}: unknown key(s) {', '.join(unknown)}")
+
+
+def compile_pattern(regex: str, where: str, flags: int = 0) -> re.Pattern[str]:
+    try:
+        return re.compile(regex, flags)
+    except re.error as e:
+        raise CorpusError(f"{where}: invalid regular expression {regex!r}: {e}") from e
+
+
+def expand_vars(value: object, variables: dict[str, str], where: str) -> object:
+    """`${name}` in every string of value (lists and tables included) → variables[name]."""
+    if isinstance(value, str):
+        def var(m: re.Match[str]) -> str:
+            if m.group(1) not in variables:
+                raise CorpusError(f"{where}: ${{{m.group(1)}}} is not defined in [vars]")
+            return variables[m.group(1)]
+        return re.sub(r"\$\{([A-Za-z0-9_-]+)\}", var, value)
+    if isinstance(value, list):
+        return [expand_vars(v, variables, where) for v in value]
+    if isinstance(value, dict):
+        return {k: expand_vars(v, variables, where) for k, v in value.items()}
+    return value
+
+
+class _CleaningFormatter(string.Formatter):
+    """str.format for `cleaning` texts: a list field is joined with its format spec
+    (", " when there is none), a table's items are "key=value"; `!r` gives Python's repr."""
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if isinstance(value, dict):
+            value = [f"{k}={v}" for k, v in value.items()]
+        if isinstance(value, list):
+            return (format_spec or ", ").join(str(v) for v in value)
+        return str(format(value, format_spec))
+
+
+def describe(template: str, fields: dict[str, object], where: str) -> str:
+    """A source's `cleaning` text with its `{field}`s filled in from the source's table."""
+    try:
+        return _CleaningFormatter().vformat(template, (), fields)
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as e:
+        raise CorpusError(f"{where}: cleaning: cannot fill in {e}") from e
+
+
+@dataclass(frozen=True)
+class Split:
+    chunk_bytes: int
+    heldout_every: int
+    heldout_offset: int
+
+    def rule(self) -> str:
+        """The split rule as recorded in manifest.json."""
+        return (f"per source, paragraphs in source order grouped into consecutive chunks of >= {self.chunk_bytes} "
+                f"UTF-8 bytes (a paragraph is never cut); chunk i (0-based) goes to held-out when "
+                f"i % {self.heldout_every} == {self.heldout_offset}, otherwise to train; sources are concatenated "
+                f"in manifest order")
+
+
+@dataclass(frozen=True)
+class Normalise:
+    invisible: re.Pattern[str]
+    control: re.Pattern[str]
+    spaces: re.Pattern[str]
+
+
+@dataclass(frozen=True)
+class HtmlRules:
+    block_tags: frozenset[str]
+    skip_tags: frozenset[str]
+    skip_roles: frozenset[str]
+    void_tags: frozenset[str]
+    cell_tags: frozenset[str]
+    cell_separator: str
+
+
+@dataclass(frozen=True)
+class RstRules:
+    keep_directives: frozenset[str]
+    titled_directives: frozenset[str]
+
+
+# Each extractor's fields in corpora_sources.toml.
+
+@dataclass(frozen=True)
+class WebParams:
+    module: str
+    range: str
+    min_verses: int
+
+
+@dataclass(frozen=True)
+class KjvParams:
+    command: list[str]
+    env: dict[str, str]
+    min_verses: int
+
+
+@dataclass(frozen=True)
+class RstParams:
+    root: Path
+    dirs: list[str]
+    glob: str
+    exclude_paths: re.Pattern[str] | None
+
+
+@dataclass(frozen=True)
+class HtmlParams:
+    dir: Path
+    glob: str
+    exclude: frozenset[str]
+    exclude_dirs: frozenset[str]
+    root_tag: str | None
+    root_attrs: dict[str, str]
+    each_file_has_text: bool
+    skip_classes: frozenset[str]
+    drop: list[re.Pattern[str]]
+
+    def root(self) -> Callable[[str, dict[str, str]], bool] | None:
+        """The predicate of the element whose content is the page's text (None: all of it)."""
+        if self.root_tag is None and not self.root_attrs:
+            return None
+        return lambda tag, attrs: ((self.root_tag is None or tag == self.root_tag)
+                                   and all(attrs.get(k) == v for k, v in self.root_attrs.items()))
+
+    def root_name(self) -> str:
+        return " ".join(([f"<{self.root_tag}>"] if self.root_tag else [])
+                        + [f"{k}={v}" for k, v in self.root_attrs.items()]) or "the page"
+
+
+@dataclass(frozen=True)
+class ManParams:
+    dir: Path
+    suffix: str
+    pages: list[str]
+    min_pages: int
+    groff: list[str]
+
+
+@dataclass(frozen=True)
+class FoldocParams:
+    dict: Path
+    index: Path
+    skip_headwords: tuple[str, ...]
+    skip_categories: frozenset[str]
+    categories: frozenset[str]
+    terms: list[str]
+    min_terms: int
+    min_entries: int
+    term_re: re.Pattern[str]  # a term of `terms`: whole word, any case, optional plural s
+
+
+Params = WebParams | KjvParams | RstParams | HtmlParams | ManParams | FoldocParams
+
+
+def _web_params(t: Table) -> WebParams:
+    return WebParams(t.text("module"), t.text("range"), t.integer("min_verses"))
+
+
+def _kjv_params(t: Table) -> KjvParams:
+    return KjvParams(t.texts("command"), t.mapping("env", optional=True), t.integer("min_verses"))
+
+
+def _rst_params(t: Table) -> RstParams:
+    exclude = t.optional_text("exclude_paths")
+    return RstParams(Path(t.text("root")), t.texts("dirs"), t.text("glob"),
+                     compile_pattern(exclude, f"{t.where}: exclude_paths", re.I) if exclude is not None else None)
+
+
+def _html_params(t: Table) -> HtmlParams:
+    return HtmlParams(Path(t.text("dir")), t.text("glob"), frozenset(t.texts("exclude", optional=True)),
+                      frozenset(t.texts("exclude_dirs", optional=True)), t.optional_text("root_tag"),
+                      t.mapping("root_attrs", optional=True), t.flag("each_file_has_text", False),
+                      frozenset(t.texts("skip_classes", optional=True)),
+                      [compile_pattern(p, f"{t.where}: drop") for p in t.texts("drop", optional=True)])
+
+
+def _man_params(t: Table) -> ManParams:
+    return ManParams(Path(t.text("dir")), t.text("suffix"), t.texts("pages"), t.integer("min_pages"),
+                     t.texts("groff"))
+
+
+def _foldoc_params(t: Table) -> FoldocParams:
+    terms = t.texts("terms")
+    # Longest first, so that "ip address" wins over "ip"; sorted() keeps the file's order among equals.
+    term_re = re.compile(r"(?<![\w/.-])(" + "|".join(re.escape(w) for w in sorted(terms, key=len, reverse=True))
+                         + r")s?(?![\w/-])", re.IGNORECASE)
+    return FoldocParams(Path(t.text("dict")), Path(t.text("index")), tuple(t.texts("skip_headwords")),
+                        frozenset(t.texts("skip_categories")), frozenset(t.texts("categories")), terms,
+                        t.integer("min_terms"), t.integer("min_entries"), term_re)
+
+
+_PARAMS: dict[str, Callable[[Table], Params]] = {
+    "web": _web_params, "kjv": _kjv_params, "rst": _rst_params, "html": _html_params,
+    "man7": _man_params, "foldoc": _foldoc_params,
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    corpus: str  # "general" or "domain"
+    packages: tuple[str, ...]
+    required: bool
+    params: Params
+    cleaning: str  # the description recorded in manifest.json
+
+    def extract(self) -> tuple[list[str], list[Json]]:
+        """(the source's paragraphs, normalised, in order; its inputs for the manifest)."""
+        p = self.params
+        if isinstance(p, WebParams):
+            return extract_web(self.name, p)
+        if isinstance(p, KjvParams):
+            return extract_kjv(self.name, p)
+        if isinstance(p, RstParams):
+            return extract_rst(self.name, p)
+        if isinstance(p, HtmlParams):
+            return extract_html(self.name, p)
+        if isinstance(p, ManParams):
+            return extract_man7(self.name, p)
+        return extract_foldoc(self.name, p)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything corpora_sources.toml says."""
+    path: Path
+    sha256: str
+    split: Split
+    min_domain_sources: int
+    normalise: Normalise
+    html: HtmlRules
+    rst: RstRules
+    sources: tuple[Source, ...]
+
+    def source(self, name: str) -> Source:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+def load_spec(path: Path) -> Spec:
+    """Reads and checks a sources file (see corpora_sources.toml for its layout)."""
+    try:
+        blob = path.read_bytes()
+        raw = tomllib.loads(blob.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise CorpusError(f"cannot read {path}: {e}") from e
+    top = Table(raw, path.name)
+    variables = top.mapping("vars", optional=True)
+    t = top.table("split")
+    split = Split(t.integer("chunk_bytes"), t.integer("heldout_every"), t.integer("heldout_offset"))
+    if split.chunk_bytes <= 0 or split.heldout_every <= 0:
+        raise CorpusError(f"{t.where}: chunk_bytes and heldout_every must be positive")
+    t.done()
+    t = top.table("build")
+    min_domain_sources = t.integer("min_domain_sources")
+    t.done()
+    t = top.table("normalise")
+    normalise = Normalise(t.pattern("invisible"), t.pattern("control"), t.pattern("spaces"))
+    t.done()
+    t = top.table("html")
+    html_rules = HtmlRules(frozenset(t.texts("block_tags")), frozenset(t.texts("skip_tags")),
+                           frozenset(t.texts("skip_roles")), frozenset(t.texts("void_tags")),
+                           frozenset(t.texts("cell_tags")), t.text("cell_separator"))
+    t.done()
+    t = top.table("rst")
+    rst = RstRules(frozenset(t.texts("keep_directives")), frozenset(t.texts("titled_directives")))
+    t.done()
+    top.used.add("source")
+    raw_sources = raw.get("source")
+    if not isinstance(raw_sources, list) or not raw_sources:
+        raise CorpusError(f"{path.name}: no [[source]] tables")
+    sources: list[Source] = []
+    for n, raw_source in enumerate(raw_sources, 1):
+        where = f"{path.name}: source {n}"
+        expanded = expand_vars(raw_source, variables, where)
+        t = Table(expanded, where)
+        name = t.text("name")
+        t.where = where = f"{path.name}: source {name!r}"
+        if any(s.name == name for s in sources):
+            raise CorpusError(f"{where}: a source of that name comes earlier")
+        corpus = t.text("corpus")
+        if corpus not in CORPORA:
+            raise CorpusError(f"{where}: corpus must be one of {', '.join(CORPORA)}, not {corpus!r}")
+        packages = tuple(t.texts("packages"))
+        required = t.flag("required", False)
+        extractor = t.text("extractor")
+        if extractor not in _PARAMS:
+            raise CorpusError(f"{where}: extractor must be one of {', '.join(_PARAMS)}, not {extractor!r}")
+        params = _PARAMS[extractor](t)
+        cleaning = describe(t.text("cleaning"), t.raw, where)
+        t.done()
+        sources.append(Source(name, corpus, packages, required, params, cleaning))
+    top.done()
+    return Spec(path, hashlib.sha256(blob).hexdigest(), split, min_domain_sources, normalise, html_rules, rst,
+                tuple(sources))
+
+
+@functools.cache
+def spec() -> Spec:
+    """corpora_sources.toml, read once."""
+    return load_spec(SOURCES_FILE)
+
+
+# ----------------------------------------------------------------------------------------
 # Text normalisation shared by every source.
-
-_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
-_INVISIBLE = re.compile(r"[\u00ad\u200b\u200c\u200d\u2060\ufeff]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
 
 def normalise_paragraph(text: str) -> str:
     """NFC, no invisible/control characters, single spaces, no blank lines inside."""
+    rules = spec().normalise
     text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
-    text = _INVISIBLE.sub("", text)
-    text = _CONTROL.sub(" ", text)
-    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    text = rules.invisible.sub("", text)
+    text = rules.control.sub(" ", text)
+    lines = [rules.spaces.sub(" ", line).strip() for line in text.split("\n")]
     return "\n".join(line for line in lines if line)
 
 
 def keep(paragraphs: list[str]) -> list[str]:
+    """The paragraphs normalised, empty ones dropped."""
     out = []
     for p in paragraphs:
         p = normalise_paragraph(p)
@@ -109,14 +484,19 @@ def read_text(path: Path, source: str) -> str:
         raise CorpusError(f"{source}: cannot read {path} as UTF-8 text: {e}") from e
 
 
-def natural_key(path: Path) -> list:
+def natural_key(path: Path) -> list[int | str]:
+    """Sort key that orders digit runs by value: "page2" before "page10"."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
-def list_files(root: Path, pattern: str, source: str, exclude: set[str] = frozenset()) -> list[Path]:
+def list_files(root: Path, pattern: str, source: str, exclude: frozenset[str] = frozenset(),
+               exclude_dirs: frozenset[str] = frozenset()) -> list[Path]:
+    """The files under root matching pattern in natural order, except those named in exclude
+    or with a directory named in exclude_dirs in their path."""
     if not root.is_dir():
         raise CorpusError(f"{source}: directory {root} does not exist (is the package installed?)")
-    files = sorted((p for p in root.rglob(pattern) if p.is_file() and p.name not in exclude), key=natural_key)
+    files = sorted((p for p in root.rglob(pattern) if p.is_file() and p.name not in exclude
+                    and not exclude_dirs.intersection(p.parts)), key=natural_key)
     if not files:
         raise CorpusError(f"{source}: no files matching {pattern!r} under {root}")
     return files
@@ -125,12 +505,12 @@ def list_files(root: Path, pattern: str, source: str, exclude: set[str] = frozen
 # ----------------------------------------------------------------------------------------
 # General English: the World English Bible through diatheke.
 
-WEB_MODULE = "engWEB2015eb"
 _WEB_REF = re.compile(r"^(?P<pre>.*?)(?P<book>[1-4]? ?[A-Z][A-Za-z ()]*?) (?P<ch>\d+):(?P<v>\d+): (?P<body>.*)$")
 _TAG = re.compile(r"<[^>]*>")
 
 
-def _osis_inline_to_text(fragment: str) -> str:
+def osis_inline_to_text(fragment: str) -> str:
+    """OSIS markup of a verse (or part of one) → its text, with the spaces the module lost restored."""
     # Adjacent word elements with nothing between them are separate words that the module
     # lost the space for ("God</w><w>created"); `-f plain` prints them glued together.
     fragment = re.sub(r"</w>(?=<w[ >])", "</w> ", fragment)
@@ -142,24 +522,22 @@ def _osis_inline_to_text(fragment: str) -> str:
     return re.sub(r"\b([a-z]{2,})(?=[A-Z][a-z])", r"\1 ", text)
 
 
-def extract_web() -> tuple[list[str], list[dict]]:
-    source = "web"
-    cmd = ["diatheke", "-b", WEB_MODULE, "-f", "internal", "-k", "Gen 1:1-Rev 22:21"]
-    out = run(cmd, source)
+def web_paragraphs(out: str, module: str, source: str = "web") -> tuple[list[str], int]:
+    """`diatheke -b MODULE -f internal` output → (paragraphs, not yet normalised; number of verses)."""
     lines = out.split("\n")
     paragraphs: list[str] = []
     current: list[str] = []
-    last_pre = None
-    last_chapter = None
+    last_pre: str | None = None
+    last_chapter: tuple[str, str] | None = None
     verses = 0
 
-    def flush():
+    def flush() -> None:
         if current:
             paragraphs.append(" ".join(current))
             current.clear()
 
     for line in lines:
-        if not line.strip() or line.strip() == f"({WEB_MODULE})":
+        if not line.strip() or line.strip() == f"({module})":
             continue
         m = _WEB_REF.match(line)
         if not m or "<" in m.group("book") or ">" in m.group("book"):
@@ -176,7 +554,7 @@ def extract_web() -> tuple[list[str], list[dict]]:
             last_pre = pre
             for title in re.findall(r"<title[^>]*>(.*?)</title>", pre):
                 flush()
-                paragraphs.append(_osis_inline_to_text(title))
+                paragraphs.append(osis_inline_to_text(title))
         glossary = re.search(r'<div [^>]*type="glossary"', body)
         if glossary:
             body = body[:glossary.start()]  # the module's word list after Revelation 22:21
@@ -186,22 +564,26 @@ def extract_web() -> tuple[list[str], list[dict]]:
                 if current:
                     flush()
                 continue
-            text = _osis_inline_to_text(piece).strip()
+            text = osis_inline_to_text(piece).strip()
             if text:
                 current.append(text)
         if glossary:
             break
     flush()
-    if verses < 31000:
-        raise CorpusError(f"{source}: diatheke printed only {verses} verses for Gen 1:1-Rev 22:21 (expected > 31000)")
+    return paragraphs, verses
+
+
+def extract_web(source: str, p: WebParams) -> tuple[list[str], list[Json]]:
+    cmd = ["diatheke", "-b", p.module, "-f", "internal", "-k", p.range]
+    paragraphs, verses = web_paragraphs(run(cmd, source), p.module, source)
+    if verses < p.min_verses:
+        raise CorpusError(f"{source}: diatheke printed only {verses} verses for {p.range} (expected at least {p.min_verses})")
     return keep(paragraphs), [{"command": " ".join(cmd), "verses": verses}]
 
 
-# KJV through the `bible` program of bible-kjv (data in bible-kjv-text).
-def extract_kjv() -> tuple[list[str], list[dict]]:
-    source = "kjv"
-    cmd = ["bible", "-l100000", "Gen1:1-Rev22:21"]
-    out = run(cmd, source, env={"COLUMNS": "100000"})
+# The KJV through the `bible` program of bible-kjv.
+def kjv_paragraphs(out: str, source: str = "kjv") -> tuple[list[str], int]:
+    """`bible` output → (one paragraph per chapter, not yet normalised; number of verses)."""
     paragraphs: list[str] = []
     current: list[str] = []
     verses = 0
@@ -220,20 +602,21 @@ def extract_kjv() -> tuple[list[str], list[dict]]:
             raise CorpusError(f"{source}: unexpected line from `bible`: {line[:120]!r}")
     if current:
         paragraphs.append(" ".join(current))
-    if verses < 31000:
-        raise CorpusError(f"{source}: `bible` printed only {verses} verses (expected 31102)")
-    return keep(paragraphs), [{"command": " ".join(cmd), "verses": verses}]
+    return paragraphs, verses
+
+
+def extract_kjv(source: str, p: KjvParams) -> tuple[list[str], list[Json]]:
+    paragraphs, verses = kjv_paragraphs(run(p.command, source, env=p.env), source)
+    if verses < p.min_verses:
+        raise CorpusError(f"{source}: `bible` printed only {verses} verses (expected at least {p.min_verses})")
+    return keep(paragraphs), [{"command": " ".join(p.command), "verses": verses}]
 
 
 # ----------------------------------------------------------------------------------------
-# Domain: Linux kernel networking docs (reStructuredText sources).
+# The Linux kernel documentation (reStructuredText sources).
 
-LINUX_DOC = Path("/usr/share/doc/linux-doc-6.1/html/_sources/networking")
 _RST_ADORN = re.compile(r"^([=\-`:'\"~^_*+#<>.])\1{2,}\s*$")
 _RST_TABLE_BORDER = re.compile(r"^\s*(\+[-=+]+\+|[=\- ]*={2,}[= ]*|[- ]*-{3,} +-{3,}[- ]*)\s*$")
-_RST_KEEP_DIRECTIVES = {"note", "warning", "important", "tip", "hint", "caution", "attention",
-                        "danger", "error", "admonition", "seealso", "topic", "sidebar", "rubric",
-                        "title", "only"}
 
 
 def rst_inline(text: str) -> str:
@@ -256,6 +639,7 @@ def rst_to_paragraphs(src: str) -> list[str]:
     and tables' border lines are dropped; section adornments are dropped and the title kept
     as its own paragraph; inline markup keeps its text; lines of one block are joined with
     spaces except that a list item starts a new line."""
+    rules = spec().rst
     lines = src.expandtabs(8).split("\n")
     out: list[str] = []
     block: list[str] = []
@@ -265,7 +649,7 @@ def rst_to_paragraphs(src: str) -> list[str]:
     def indent_of(s: str) -> int:
         return len(s) - len(s.lstrip(" "))
 
-    def flush():
+    def flush() -> None:
         nonlocal literal_next
         if block:
             text = "\n".join(block).rstrip()
@@ -300,9 +684,9 @@ def rst_to_paragraphs(src: str) -> list[str]:
         if m:
             flush()
             name = m.group(1).split(":")[-1].lower()
-            if name in _RST_KEEP_DIRECTIVES:
+            if name in rules.keep_directives:
                 arg = m.group(2).strip()
-                if arg and name in ("admonition", "topic", "sidebar", "rubric", "title"):
+                if arg and name in rules.titled_directives:
                     out.append(arg)
                 # Body stays; skip only its option lines (":class: ...").
                 while i < len(lines) and re.match(r"^\s+:[\w-]+:", lines[i]):
@@ -348,32 +732,27 @@ def rst_to_paragraphs(src: str) -> list[str]:
     return out
 
 
-def extract_linux_doc() -> tuple[list[str], list[dict]]:
-    return rst_sources("linux-doc", list_files(LINUX_DOC, "*.rst.txt", "linux-doc"))
+def rst_path_kept(relative: str, exclude: re.Pattern[str] | None) -> bool:
+    """Whether a documentation file is read, from its path below the source's root
+    ("/admin-guide/...") and the source's exclude_paths."""
+    return exclude is None or not exclude.search(relative)
 
 
-# General technical English: kernel documentation outside networking, so that the base model has
-# read technical prose (as every general-purpose LLM has) without having read the domain.
-LINUX_DOC_ROOT = Path("/usr/share/doc/linux-doc-6.1/html/_sources")
-LINUX_DOC_GENERAL_DIRS = ("admin-guide", "process", "filesystems", "core-api")
+def rst_file_paragraphs(src: str) -> list[str]:
+    """One reStructuredText file → its normalised paragraphs, punctuation-only ones dropped."""
+    # index pages are only tables of contents; they leave nothing but their title
+    return [p for p in keep(rst_to_paragraphs(src)) if not re.fullmatch(r"[\W_]*", p)]
 
 
-def extract_linux_doc_general() -> tuple[list[str], list[dict]]:
-    source = "linux-doc-general"
-    files = []
-    for d in LINUX_DOC_GENERAL_DIRS:
-        files += [f for f in list_files(LINUX_DOC_ROOT / d, "*.rst.txt", source)
-                  if not re.search(r"net|socket|tcp|ip[v-]|wireless|bluetooth|can\b", f.as_posix()[len(str(LINUX_DOC_ROOT)):], re.I)]
-    return rst_sources(source, files)
-
-
-def rst_sources(source: str, files: list[Path]) -> tuple[list[str], list[dict]]:
+def extract_rst(source: str, p: RstParams) -> tuple[list[str], list[Json]]:
+    files: list[Path] = []
+    for d in p.dirs:
+        files += [f for f in list_files(p.root / d, p.glob, source)
+                  if rst_path_kept(f.as_posix()[len(str(p.root)):], p.exclude_paths)]
     paragraphs: list[str] = []
-    inputs = []
+    inputs: list[Json] = []
     for f in files:
-        paras = keep(rst_to_paragraphs(read_text(f, source)))
-        # index pages are only tables of contents; they leave nothing but their title
-        paragraphs.extend(p for p in paras if not re.fullmatch(r"[\W_]*", p))
+        paragraphs.extend(rst_file_paragraphs(read_text(f, source)))
         inputs.append({"path": str(f), "bytes": f.stat().st_size})
     return paragraphs, inputs
 
@@ -381,140 +760,111 @@ def rst_sources(source: str, files: list[Path]) -> tuple[list[str], list[dict]]:
 # ----------------------------------------------------------------------------------------
 # HTML → text (BIND 9 manual, Wireshark user guide) with the standard library's parser.
 
-_BLOCK_TAGS = {"p", "div", "section", "article", "h1", "h2", "h3", "h4", "h5", "h6", "li", "dt", "dd",
-               "pre", "blockquote", "tr", "table", "ul", "ol", "dl", "br", "hr", "figure", "figcaption",
-               "caption", "title"}
-# <pre> holds configuration files, command transcripts and diagrams: the corpora are prose.
-_SKIP_TAGS = {"script", "style", "head", "noscript", "svg", "button", "form", "nav", "footer", "pre"}
-_VOID = {"br", "hr", "img", "meta", "link", "input", "area", "base", "col", "embed", "source", "wbr"}
-
-
 class HTMLText(html.parser.HTMLParser):
     """Collects the visible text of the content part of a page as paragraphs: block
-    elements end paragraphs, table cells are separated by " | ", <pre> blocks are dropped."""
+    elements end paragraphs; table cells are separated by " | "; skipped elements (<pre>,
+    <script>, navigation, the source's skip classes ...) are dropped with their content and,
+    skipped, do not end the paragraph around them; whitespace runs become one space."""
 
-    def __init__(self, root: Callable[[str, dict], bool] | None, skip_classes: set[str]):
+    def __init__(self, root: Callable[[str, dict[str, str]], bool] | None, skip_classes: frozenset[str]):
         super().__init__(convert_charrefs=True)
+        self.rules = spec().html
         self.root = root
         self.skip_classes = skip_classes
         self.stack: list[tuple[str, bool, bool]] = []  # (tag, skipping, inside root)
         self.paragraphs: list[str] = []
         self.buf: list[str] = []
-        self.pre = 0
 
     def _state(self) -> tuple[bool, bool]:
         return (self.stack[-1][1], self.stack[-1][2]) if self.stack else (False, self.root is None)
 
-    def _flush(self):
-        text = "".join(self.buf)
+    def _flush(self) -> None:
+        text = re.sub(r"\s+", " ", "".join(self.buf)).strip()
         self.buf.clear()
-        if self.pre:
-            text = "\n".join(line.rstrip() for line in text.split("\n"))
-        else:
-            text = re.sub(r"\s+", " ", text)
-        text = text.strip()
         if text:
             self.paragraphs.append(text)
 
-    def handle_starttag(self, tag, attrs):
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: (v or "") for k, v in attrs}
         skipping, inside = self._state()
         classes = set(a.get("class", "").split())
-        if tag in _SKIP_TAGS or classes & self.skip_classes or a.get("role") in ("navigation", "search"):
+        if tag in self.rules.skip_tags or classes & self.skip_classes or a.get("role") in self.rules.skip_roles:
             skipping = True
         if not inside and self.root and self.root(tag, a):
             inside = True
-        if tag in _BLOCK_TAGS and inside and not skipping:
+        if tag in self.rules.block_tags and inside and not skipping:
             self._flush()
-        if tag in ("td", "th") and inside and not skipping and self.buf and "".join(self.buf).strip():
-            self.buf.append(" | ")
-        if tag == "pre" and inside and not skipping:
-            self.pre += 1
-        if tag not in _VOID:
+        if tag in self.rules.cell_tags and inside and not skipping and self.buf and "".join(self.buf).strip():
+            self.buf.append(self.rules.cell_separator)
+        if tag not in self.rules.void_tags:
             self.stack.append((tag, skipping, inside))
 
-    def handle_startendtag(self, tag, attrs):
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.handle_starttag(tag, attrs)
-        if tag not in _VOID:
+        if tag not in self.rules.void_tags:
             self.handle_endtag(tag)
 
-    def handle_endtag(self, tag):
-        if tag in _VOID:
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.rules.void_tags:
             return
         # Pop to the matching open tag (HTML in the wild is not always well nested).
         for k in range(len(self.stack) - 1, -1, -1):
             if self.stack[k][0] == tag:
                 _, skipping, inside = self.stack[k]
                 del self.stack[k:]
-                if tag in _BLOCK_TAGS and inside and not skipping:
+                if tag in self.rules.block_tags and inside and not skipping:
                     self._flush()
-                if tag == "pre" and inside and not skipping and self.pre:
-                    self.pre -= 1
                 return
 
-    def handle_data(self, data):
+    def handle_data(self, data: str) -> None:
         skipping, inside = self._state()
         if inside and not skipping:
             self.buf.append(data)
 
-    def close(self):
+    def close(self) -> None:
         super().close()
         self._flush()
 
 
-def html_paragraphs(path: Path, source: str, root, skip_classes: set[str]) -> list[str]:
+def html_to_paragraphs(text: str, root: Callable[[str, dict[str, str]], bool] | None,
+                       skip_classes: frozenset[str]) -> list[str]:
+    """An HTML page → the paragraphs of its content part (see HTMLText), not yet normalised."""
     parser = HTMLText(root, skip_classes)
-    parser.feed(read_text(path, source))
+    parser.feed(text)
     parser.close()
     return parser.paragraphs
 
 
-BIND_DOC = Path("/usr/share/doc/bind9-doc/arm")
+def html_paragraphs(path: Path, source: str, root: Callable[[str, dict[str, str]], bool] | None,
+                    skip_classes: frozenset[str]) -> list[str]:
+    return html_to_paragraphs(read_text(path, source), root, skip_classes)
 
 
-def extract_bind() -> tuple[list[str], list[dict]]:
-    source = "bind9-doc"
-    files = list_files(BIND_DOC, "*.html", source, exclude={"genindex.html", "search.html", "index.html"})
-    files = [f for f in files if "_static" not in f.parts]
-    paragraphs, inputs = [], []
+def drop_all(paragraph: str, patterns: list[re.Pattern[str]]) -> str:
+    """The paragraph with every match of each pattern removed, pattern after pattern."""
+    for pattern in patterns:
+        paragraph = pattern.sub("", paragraph)
+    return paragraph
+
+
+def extract_html(source: str, p: HtmlParams) -> tuple[list[str], list[Json]]:
+    files = list_files(p.dir, p.glob, source, exclude=p.exclude, exclude_dirs=p.exclude_dirs)
+    root = p.root()
+    paragraphs: list[str] = []
+    inputs: list[Json] = []
     for f in files:
-        paras = html_paragraphs(f, source, lambda t, a: a.get("itemprop") == "articleBody",
-                                {"headerlink", "wy-nav-side", "rst-footer-buttons", "toctree-wrapper"})
-        if not paras:
-            raise CorpusError(f"{source}: {f} has no text inside itemprop=articleBody (page layout changed?)")
-        # "[GL #4586]": the release notes' issue-tracker references
-        paras = [re.sub(r"\s*\[GL [#!]\d+\]", "", p.replace("\u00b6", "")) for p in paras]
-        paragraphs.extend(keep(paras))
-        inputs.append({"path": str(f), "bytes": f.stat().st_size})
-    return paragraphs, inputs
-
-
-WIRESHARK_DOC = Path("/usr/share/doc/wireshark/wsug_html_chunked")
-
-
-def extract_wireshark() -> tuple[list[str], list[dict]]:
-    source = "wireshark-doc"
-    # index.html is the table of contents; AppGPL.html is the text of the GPL, not the guide.
-    files = list_files(WIRESHARK_DOC, "*.html", source, exclude={"index.html", "AppGPL.html"})
-    paragraphs, inputs = [], []
-    for f in files:
-        paras = html_paragraphs(f, source, lambda t, a: t == "body",
-                                {"navheader", "navfooter", "toc", "list-of-figures", "list-of-tables"})
-        paragraphs.extend(keep(paras))
+        paras = html_paragraphs(f, source, root, p.skip_classes)
+        if p.each_file_has_text and not paras:
+            raise CorpusError(f"{source}: {f} has no text inside {p.root_name()} (page layout changed?)")
+        paragraphs.extend(keep([drop_all(para, p.drop) for para in paras]))
         inputs.append({"path": str(f), "bytes": f.stat().st_size})
     if not paragraphs:
-        raise CorpusError(f"{source}: no text extracted from {WIRESHARK_DOC}")
+        raise CorpusError(f"{source}: no text extracted from {p.dir}")
     return paragraphs, inputs
 
 
 # ----------------------------------------------------------------------------------------
 # Networking man7 pages from `manpages`, rendered with groff.
-
-MAN7 = Path("/usr/share/man/man7")
-NET_MAN7 = ["address_families", "arp", "ddp", "hostname", "icmp", "ip", "ipv6", "netdevice", "netlink",
-            "network_namespaces", "packet", "raw", "rtnetlink", "sock_diag", "socket", "tcp", "udp",
-            "udplite", "unix", "vsock", "x25"]
-
 
 def man_to_paragraphs(rendered: str) -> list[str]:
     """groff output (no hyphenation, very long lines, so no line is wrapped) → paragraphs:
@@ -529,7 +879,8 @@ def man_to_paragraphs(rendered: str) -> list[str]:
     if len(lines) < 3:
         return []
     lines = lines[1:-1]  # "tcp(7)  ...  tcp(7)" header, "Linux man-pages 6.03 ... tcp(7)" footer
-    out, block = [], []
+    out: list[str] = []
+    block: list[str] = []
     for line in lines + [""]:
         if line.strip() and re.fullmatch(r"[\s\u2500-\u257f]+", line):
             continue  # a tbl rule line (drawn across the whole, very long, line)
@@ -543,12 +894,12 @@ def man_to_paragraphs(rendered: str) -> list[str]:
     return out
 
 
-def extract_man7() -> tuple[list[str], list[dict]]:
-    source = "manpages"
-    paragraphs, inputs = [], []
+def extract_man7(source: str, p: ManParams) -> tuple[list[str], list[Json]]:
+    paragraphs: list[str] = []
+    inputs: list[Json] = []
     found = 0
-    for name in NET_MAN7:
-        f = MAN7 / f"{name}.7.gz"
+    for name in p.pages:
+        f = p.dir / f"{name}{p.suffix}"
         if not f.exists():
             inputs.append({"path": str(f), "missing": True})
             continue
@@ -556,44 +907,23 @@ def extract_man7() -> tuple[list[str], list[dict]]:
         if raw.lstrip().startswith(b".so "):
             inputs.append({"path": str(f), "skipped": "link to another page (.so)"})
             continue
-        rendered = run(["groff", "-k", "-t", "-man", "-Tutf8", "-P-cbou", "-rHY=0", "-rLL=20000n", "-rcR=1"],
-                       f"{source} ({f.name})", stdin=raw)
+        rendered = run(p.groff, f"{source} ({f.name})", stdin=raw)
         paragraphs.extend(keep(man_to_paragraphs(rendered)))
         inputs.append({"path": str(f), "bytes": f.stat().st_size})
         found += 1
-    if found < 5:
-        raise CorpusError(f"{source}: only {found} of the networking man7 pages exist under {MAN7}")
+    if found < p.min_pages:
+        raise CorpusError(f"{source}: only {found} of the networking man7 pages exist under {p.dir}")
     return paragraphs, inputs
 
 
 # ----------------------------------------------------------------------------------------
 # FOLDOC networking entries (dictd format: the .dict.dz is gzip-compatible).
 
-FOLDOC_DICT = Path("/usr/share/dictd/foldoc.dict.dz")
-FOLDOC_INDEX = Path("/usr/share/dictd/foldoc.index")
-FOLDOC_CATEGORIES = {"networking", "communications", "protocol", "web", "messaging", "telecoms",
-                     "telecommunications", "internet"}
-# Networking vocabulary; words that FOLDOC also uses for software availability notes ("FTP
-# from ...", "E-mail: ...", URLs) are left out so that those notes don't select an entry.
-FOLDOC_TERMS = ["network", "networking", "protocol", "packet", "router", "routing", "internet", "ethernet",
-                "tcp", "udp", "ip", "ip address", "dns", "lan", "wan", "modem", "bandwidth", "telecommunication",
-                "telecommunications", "socket", "datagram", "bit/s", "baud", "transmission", "osi",
-                "gateway", "bridge", "wireless", "frame relay", "atm", "isdn", "x.25", "ppp", "smtp",
-                "telnet", "usenet", "local area network", "wide area network", "link layer", "network layer",
-                "transport layer", "physical layer", "transceiver", "multiplexing", "broadband", "fibre",
-                "fiber", "radio", "telephone", "switch", "circuit switching", "packet switching"]
-FOLDOC_MIN_TERMS = 3
-FOLDOC_RULE = (f"entry kept if its leading <category> tag is one of {sorted(FOLDOC_CATEGORIES)}, or its body "
-               f"(cross-references and URLs removed first) mentions at least {FOLDOC_MIN_TERMS} distinct terms of "
-               f"{FOLDOC_TERMS} (case-insensitive, whole words, optional plural s); FOLDOC's own introduction entries and dictd's 00-database entries are skipped; "
-               f"the category tag, the {{cross-reference}} braces, URLs in parentheses and the closing "
-               f"(date) stamp are removed; the first paragraph is prefixed by 'headword: '")
 _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_TERM_RE = re.compile(r"(?<![\w/.-])(" + "|".join(re.escape(t) for t in sorted(FOLDOC_TERMS, key=len, reverse=True))
-                      + r")s?(?![\w/-])", re.IGNORECASE)
 
 
-def _b64(s: str) -> int:
+def dict_b64(s: str) -> int:
+    """dictd's base-64 numbers (offsets and lengths in the .index file)."""
     n = 0
     for c in s:
         n = n * 64 + _B64.index(c)
@@ -601,103 +931,80 @@ def _b64(s: str) -> int:
 
 
 def foldoc_clean(body: str) -> str:
+    """Cross-reference braces and parenthesised URLs removed: {text (url)} and {text} → text."""
     body = re.sub(r"\{([^{}]*?)\s*\((?:[^(){}]*)\)\}", r"\1", body)  # {text (url)} → text
     body = re.sub(r"\{([^{}]*)\}", r"\1", body)
     body = re.sub(r"\((?:https?|ftp)://[^)\s]*\)", "", body)
     return body
 
 
-def extract_foldoc() -> tuple[list[str], list[dict]]:
-    source = "dict-foldoc"
-    for p in (FOLDOC_DICT, FOLDOC_INDEX):
-        if not p.exists():
-            raise CorpusError(f"{source}: {p} does not exist")
-    try:
-        data = gzip.open(FOLDOC_DICT).read()
-    except (OSError, EOFError) as e:
-        raise CorpusError(f"{source}: cannot decompress {FOLDOC_DICT}: {e}") from e
-    entries = []
-    for n, line in enumerate(read_text(FOLDOC_INDEX, source).split("\n"), 1):
+def foldoc_index(index: str, skip_headwords: tuple[str, ...], where: str) -> list[tuple[int, int]]:
+    """A dictd .index file → the sorted, distinct (offset, length) of its entries, those whose
+    headword starts with one of skip_headwords left out. `where` names the file in errors."""
+    entries = set()
+    for n, line in enumerate(index.split("\n"), 1):
         if not line:
             continue
         parts = line.split("\t")
         if len(parts) != 3:
-            raise CorpusError(f"{source}: {FOLDOC_INDEX}:{n}: expected 'word<TAB>offset<TAB>length', got {line[:80]!r}")
-        if parts[0].startswith("00-database") or parts[0].startswith("00database"):
+            raise CorpusError(f"{where}:{n}: expected 'word<TAB>offset<TAB>length', got {line[:80]!r}")
+        if parts[0].startswith(skip_headwords):
             continue  # dictd's own metadata entries
-        entries.append((_b64(parts[1]), _b64(parts[2]), parts[0]))
-    entries = sorted(set((o, l) for o, l, _ in entries))  # several headwords can share one entry
-    paragraphs, kept = [], 0
+        entries.add((dict_b64(parts[1]), dict_b64(parts[2])))  # several headwords can share one entry
+    return sorted(entries)
+
+
+def foldoc_entry(text: str, p: FoldocParams) -> list[str] | None:
+    """One FOLDOC entry ("headword\n\tbody ...") → its paragraphs (not yet normalised), the
+    first starting "headword: ", or None when the entry is not selected (the rule is the
+    source's `cleaning` in corpora_sources.toml)."""
+    head, _, body = text.partition("\n")
+    body = body.strip("\n")
+    # The category tag opens the body, or follows a line of aliases ("100VG-AnyLAN").
+    # Multi-sense entries have one per sense, after "1. ".
+    tag = re.compile(r"^(\s*(?:\d+\.\s*)?)<([a-z][a-z ,/-]*)>\s*", re.M)
+    cats = {c.strip().lower() for m in tag.finditer(body) for c in m.group(2).split(",")}
+    body = tag.sub(r"\1", body)
+    terms = {t.lower() for t in p.term_re.findall(foldoc_clean(body))}
+    if cats & p.skip_categories or not (cats & p.categories or len(terms) >= p.min_terms):
+        return None
+    blocks = [b for b in re.split(r"\n\s*\n", body) if b.strip()]
+    # the "(2018-05-22)" last-updated stamps (one per sense in multi-sense entries)
+    blocks = [re.sub(r"\s*\(\d{4}-\d{2}-\d{2}\)\s*$", "", b) for b in blocks]
+    blocks = [re.sub(r"\s*\n\s*", " ", foldoc_clean(b)).strip() for b in blocks]
+    blocks = [b for b in blocks if b]
+    if not blocks:
+        return None
+    blocks[0] = f"{head.strip()}: {blocks[0]}"
+    return blocks
+
+
+def extract_foldoc(source: str, p: FoldocParams) -> tuple[list[str], list[Json]]:
+    for path in (p.dict, p.index):
+        if not path.exists():
+            raise CorpusError(f"{source}: {path} does not exist")
+    try:
+        dictionary = gzip.open(p.dict).read()
+    except (OSError, EOFError) as e:
+        raise CorpusError(f"{source}: cannot decompress {p.dict}: {e}") from e
+    entries = foldoc_index(read_text(p.index, source), p.skip_headwords, f"{source}: {p.index}")
+    paragraphs: list[str] = []
+    kept = 0
     for off, length in entries:
-        text = data[off:off + length].decode("utf-8", "replace")
-        head, _, body = text.partition("\n")
-        body = body.strip("\n")
-        # The category tag opens the body, or follows a line of aliases ("100VG-AnyLAN").
-        # Multi-sense entries have one per sense, after "1. ".
-        tag = re.compile(r"^(\s*(?:\d+\.\s*)?)<([a-z][a-z ,/-]*)>\s*", re.M)
-        cats = {c.strip().lower() for m in tag.finditer(body) for c in m.group(2).split(",")}
-        body = tag.sub(r"\1", body)
-        terms = {t.lower() for t in _TERM_RE.findall(foldoc_clean(body))}
-        if "introduction" in cats or not (cats & FOLDOC_CATEGORIES or len(terms) >= FOLDOC_MIN_TERMS):
+        blocks = foldoc_entry(dictionary[off:off + length].decode("utf-8", "replace"), p)
+        if blocks is None:
             continue
-        blocks = [b for b in re.split(r"\n\s*\n", body) if b.strip()]
-        # the "(2018-05-22)" last-updated stamps (one per sense in multi-sense entries)
-        blocks = [re.sub(r"\s*\(\d{4}-\d{2}-\d{2}\)\s*$", "", b) for b in blocks]
-        blocks = [re.sub(r"\s*\n\s*", " ", foldoc_clean(b)).strip() for b in blocks]
-        blocks = [b for b in blocks if b]
-        if not blocks:
-            continue
-        blocks[0] = f"{head.strip()}: {blocks[0]}"
         paragraphs.extend(blocks)
         kept += 1
-    if kept < 100:
-        raise CorpusError(f"{source}: only {kept} networking entries selected from {FOLDOC_DICT} (expected hundreds)")
-    return keep(paragraphs), [{"path": str(FOLDOC_DICT), "bytes": FOLDOC_DICT.stat().st_size,
-                               "entries_total": len(entries), "entries_kept": kept, "rule": FOLDOC_RULE}]
+    if kept < p.min_entries:
+        raise CorpusError(f"{source}: only {kept} networking entries selected from {p.dict} (expected hundreds)")
+    return keep(paragraphs), [{"path": str(p.dict), "bytes": p.dict.stat().st_size,
+                               "entries_total": len(entries), "entries_kept": kept,
+                               "rule": spec().source(source).cleaning}]
 
 
 # ----------------------------------------------------------------------------------------
-# Sources, packages, manifest.
-
-@dataclass(frozen=True)
-class Source:
-    name: str
-    corpus: str  # "general" or "domain"
-    packages: tuple[str, ...]
-    required: bool
-    extract: Callable[[], tuple[list[str], list[dict]]]
-    cleaning: str
-
-
-SOURCES = [
-    Source("web", "general", ("sword-text-web", "diatheke"), True, extract_web,
-           "diatheke -f internal (OSIS as stored): markup stripped; verse references dropped; headings "
-           "printed again before every later verse by diatheke (same pre-verse markup) dropped, real "
-           "Psalm titles kept as paragraphs; OSIS x-p markers and chapters make paragraphs; the glossary "
-           "after Revelation 22:21 dropped; a space restored between adjacent <w> elements, after , ; "
-           "glued to a word, after . : ? ! glued to a capital, and between a lower-case word and a glued "
-           "capitalised word"),
-    Source("kjv", "general", ("bible-kjv", "bible-kjv-text"), False, extract_kjv,
-           "`bible -l100000 Gen1:1-Rev22:21`: chapter headers and verse numbers dropped, one paragraph per chapter"),
-    Source("linux-doc-general", "general", ("linux-doc-6.1",), False, extract_linux_doc_general,
-           "html/_sources/{admin-guide,process,filesystems,core-api}/**/*.rst.txt whose path does not mention "
-           "net, socket, tcp, ip, wireless, bluetooth or can; cleaned like linux-doc below"),
-    Source("linux-doc", "domain", ("linux-doc-6.1",), False, extract_linux_doc,
-           "html/_sources/networking/**/*.rst.txt in sorted order: directives other than admonitions, "
-           "comments, targets and literal blocks dropped; section adornments and table borders dropped; "
-           "inline roles/links/emphasis reduced to their text; block lines joined"),
-    Source("bind9-doc", "domain", ("bind9-doc",), False, extract_bind,
-           "arm/*.html except index/genindex/search, natural order: text inside itemprop=articleBody, "
-           "headerlinks and navigation dropped; block elements end paragraphs; <pre> blocks dropped"),
-    Source("wireshark-doc", "domain", ("wireshark-doc",), False, extract_wireshark,
-           "wsug_html_chunked/*.html except index.html, sorted: body text without navheader/navfooter/toc; "
-           "block elements end paragraphs; <pre> blocks dropped"),
-    Source("manpages", "domain", ("manpages", "groff-base"), False, extract_man7,
-           "networking man7 pages rendered with `groff -k -t -man -Tutf8 -P-cbou -rHY=0 -rLL=20000n` "
-           "(no hyphenation, no wrapping, no overstrike); header/footer dropped; indentation removed"),
-    Source("dict-foldoc", "domain", ("dict-foldoc",), False, extract_foldoc, FOLDOC_RULE),
-]
-
+# Packages, split, manifest.
 
 def installed_version(pkg: str) -> str | None:
     proc = subprocess.run(["dpkg-query", "-W", "-f=${Status}\t${Version}", pkg], capture_output=True, text=True)
@@ -715,16 +1022,16 @@ def candidate_version(pkg: str) -> str | None:
 
 
 def all_packages() -> list[str]:
-    return sorted({p for s in SOURCES for p in s.packages})
+    return sorted({p for s in spec().sources for p in s.packages})
 
 
-def ensure_packages(log) -> dict[str, str | None]:
+def ensure_packages(log: Log) -> dict[str, str | None]:
     """Installs the missing packages; returns package → installed version (None: not in Debian)."""
     versions = {p: installed_version(p) for p in all_packages()}
     missing = [p for p, v in versions.items() if v is None]
     if not missing:
         return versions
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    sudo: list[str] = [] if os.geteuid() == 0 else ["sudo"]
     log(f"apt-get update (missing: {' '.join(missing)})")
     proc = subprocess.run(sudo + ["apt-get", "update", "-qq"], capture_output=True, text=True)
     if proc.returncode != 0:
@@ -755,31 +1062,42 @@ def script_sha256() -> str:
     return sha256_file(Path(__file__).resolve())
 
 
+def sources_sha256() -> str:
+    return spec().sha256
+
+
 def split_chunks(paragraphs: list[str]) -> tuple[list[str], list[str], int]:
-    train, held, chunk, size, index = [], [], [], 0, 0
+    """(train, held-out, number of chunks) of one source's paragraphs, by the split rule
+    (Split.rule; its numbers are in corpora_sources.toml)."""
+    split = spec().split
+    train: list[str] = []
+    held: list[str] = []
+    chunk: list[str] = []
+    size, index = 0, 0
     for p in paragraphs:
         chunk.append(p)
         size += len(p.encode("utf-8")) + 2
-        if size >= CHUNK_BYTES:
-            (held if index % HELDOUT_EVERY == HELDOUT_OFFSET else train).extend(chunk)
+        if size >= split.chunk_bytes:
+            (held if index % split.heldout_every == split.heldout_offset else train).extend(chunk)
             chunk, size, index = [], 0, index + 1
     if chunk:
-        (held if index % HELDOUT_EVERY == HELDOUT_OFFSET else train).extend(chunk)
+        (held if index % split.heldout_every == split.heldout_offset else train).extend(chunk)
         index += 1
     return train, held, index
 
 
-def build(out_dir: Path, versions: dict[str, str | None], log) -> dict:
+def build(out_dir: Path, versions: dict[str, str | None], log: Log) -> Json:
     """Writes the four corpora and manifest.json into out_dir (which must be empty)."""
-    buildable = [s for s in SOURCES if s.corpus == "domain" and all(versions.get(p) for p in s.packages)]
-    if len(buildable) < MIN_DOMAIN_SOURCES:  # fail before minutes of extraction, not after
+    sources, min_domain = spec().sources, spec().min_domain_sources
+    buildable = [s for s in sources if s.corpus == "domain" and all(versions.get(p) for p in s.packages)]
+    if len(buildable) < min_domain:  # fail before minutes of extraction, not after
         raise CorpusError(f"only {len(buildable)} domain sources have their packages installed "
-                          f"({', '.join(s.name for s in buildable) or 'none'}); at least {MIN_DOMAIN_SOURCES} are required")
-    texts = {name: [] for name in OUTPUTS}
-    manifest_sources = []
+                          f"({', '.join(s.name for s in buildable) or 'none'}); at least {min_domain} are required")
+    texts: dict[str, list[str]] = {name: [] for name in OUTPUTS}
+    manifest_sources: list[Json] = []
     usable = {"general": 0, "domain": 0}
-    for src in SOURCES:
-        entry = {"name": src.name, "corpus": src.corpus, "required": src.required,
+    for src in sources:
+        entry: Json = {"name": src.name, "corpus": src.corpus, "required": src.required,
                  "packages": {p: versions.get(p) for p in src.packages}, "cleaning": src.cleaning}
         absent = [p for p in src.packages if versions.get(p) is None]
         if absent:
@@ -802,35 +1120,39 @@ def build(out_dir: Path, versions: dict[str, str | None], log) -> dict:
                      train_bytes=sum(len(p.encode()) + 2 for p in train),
                      heldout_bytes=sum(len(p.encode()) + 2 for p in held))
         manifest_sources.append(entry)
-    if usable["domain"] < MIN_DOMAIN_SOURCES:
-        raise CorpusError(f"only {usable['domain']} domain sources could be built; at least {MIN_DOMAIN_SOURCES} are required")
-    files = {}
+    if usable["domain"] < min_domain:
+        raise CorpusError(f"only {usable['domain']} domain sources could be built; at least {min_domain} are required")
+    files: Json = {}
     for name in OUTPUTS:
         data = ("\n\n".join(texts[name]) + "\n").encode("utf-8") if texts[name] else b""
         (out_dir / name).write_bytes(data)
         files[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
                        "paragraphs": len(texts[name]), "approx_words": len(data.split())}
-    manifest = {"format_version": FORMAT_VERSION, "script_sha256": script_sha256(),
-                "packages": {p: versions.get(p) for p in all_packages()}, "split_rule": SPLIT_RULE,
+    manifest: Json = {"format_version": FORMAT_VERSION, "script_sha256": script_sha256(),
+                      "sources_sha256": sources_sha256(),
+                      "packages": {p: versions.get(p) for p in all_packages()}, "split_rule": spec().split.rule(),
                 "files": files, "sources": manifest_sources}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
                                            encoding="utf-8")
     return manifest
 
 
-def load_manifest(out_dir: Path) -> dict | None:
+def load_manifest(out_dir: Path) -> Json | None:
     try:
-        return json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+        manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return manifest if isinstance(manifest, dict) else None
 
 
-def reusable(out_dir: Path, manifest: dict | None) -> str | None:
+def reusable(out_dir: Path, manifest: Json | None) -> str | None:
     """None when the outputs can be reused, else the reason they cannot."""
     if manifest is None:
         return "no readable manifest.json"
     if manifest.get("format_version") != FORMAT_VERSION or manifest.get("script_sha256") != script_sha256():
         return "scripts/corpora.py changed since the outputs were built"
+    if manifest.get("sources_sha256") != sources_sha256():
+        return f"{SOURCES_FILE.name} changed since the outputs were built"
     for p, v in manifest.get("packages", {}).items():
         now = installed_version(p)
         if now != v:
@@ -846,7 +1168,7 @@ def reusable(out_dir: Path, manifest: dict | None) -> str | None:
     return None
 
 
-def summary(manifest: dict, out_dir: Path) -> str:
+def summary(manifest: Json, out_dir: Path) -> str:
     rows = [("file", "bytes", "~words", "paragraphs")]
     for name in OUTPUTS:
         f = manifest["files"][name]
@@ -855,7 +1177,7 @@ def summary(manifest: dict, out_dir: Path) -> str:
     return "\n".join(f"{r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}  {r[3]:>{w[3]}}" for r in rows)
 
 
-def build_into_temp(parent: Path, versions, log) -> tuple[Path, dict]:
+def build_into_temp(parent: Path, versions: dict[str, str | None], log: Log) -> tuple[Path, Json]:
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".corpora-build-", dir=parent))
     try:
@@ -865,8 +1187,67 @@ def build_into_temp(parent: Path, versions, log) -> tuple[Path, dict]:
         raise
 
 
+# ----------------------------------------------------------------------------------------
+# Slices of a built corpus (scripts/quickstart.sh's toy pipeline).
+
+CUT_BLOCK_CHARS = 4096
+
+
+def cut_text(text: str, size: int) -> str:
+    """About `size` characters of text (paragraphs separated by blank lines), taken as evenly
+    spaced runs of whole paragraphs so that every source of a corpus is represented: the
+    paragraphs are grouped into blocks of at least CUT_BLOCK_CHARS characters, and a share
+    size / len(text) of the blocks is kept, evenly spaced (all of them when size >= the text).
+    The result ends with a newline, after the last kept paragraph's own (a corpus file's last
+    paragraph ends with one, so a cut that keeps it ends with a blank line)."""
+    paragraphs = text.split("\n\n")
+    blocks: list[list[str]] = []
+    current: list[str] = []
+    chars = 0
+    for p in paragraphs:
+        current.append(p)
+        chars += len(p)
+        if chars >= CUT_BLOCK_CHARS:
+            blocks.append(current)
+            current, chars = [], 0
+    if current:
+        blocks.append(current)
+    total = sum(len(p) + 2 for p in paragraphs)
+    ratio = min(1.0, size / max(total, 1))
+    kept = [b for j, b in enumerate(blocks) if int((j + 1) * ratio) > int(j * ratio)]
+    return "\n\n".join(p for b in kept for p in b) + "\n"
+
+
+def cut_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="corpora.py cut", description=(
+        "Write about BYTES of FILE (counted in characters; 0: all of it, copied byte for byte) to OUT, "
+        "taken as evenly spaced runs of whole paragraphs so that every source of the corpus is represented."))
+    ap.add_argument("file", type=Path, metavar="FILE")
+    ap.add_argument("size", type=int, metavar="BYTES")
+    ap.add_argument("out", type=Path, metavar="OUT")
+    args = ap.parse_args(argv)
+    if args.size < 0:
+        ap.error(f"BYTES must be 0 (all) or positive, not {args.size}")
+    try:
+        if args.size == 0:
+            shutil.copyfile(args.file, args.out)
+            return 0
+        with open(args.file, encoding="utf-8") as f:  # universal newlines: \r\n and \r read as \n
+            text = f.read()
+        with open(args.out, "w", encoding="utf-8", newline="\n") as f:
+            f.write(cut_text(text, args.size))
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"corpora: cut: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    if argv[:1] == ["cut"]:
+        return cut_main(argv[1:])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
+                                 epilog="`corpora.py cut FILE BYTES OUT` cuts a slice of a built corpus "
+                                        "(see `corpora.py cut --help`).")
     ap.add_argument("--out", type=Path, default=Path("runs/corpora"), help="output directory (default runs/corpora)")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--force", action="store_true", help="rebuild even when the outputs are up to date")
@@ -874,13 +1255,17 @@ def main(argv: list[str]) -> int:
                       help="rebuild into a temporary directory and compare sha256 with the manifest in --out")
     args = ap.parse_args(argv)
     out_dir: Path = args.out
-    log = lambda msg: print(f"corpora: {msg}", file=sys.stderr, flush=True)  # noqa: E731
+
+    def log(msg: str) -> None:
+        print(f"corpora: {msg}", file=sys.stderr, flush=True)
+
     try:
         if not args.force and not args.check:
-            reason = reusable(out_dir, load_manifest(out_dir))
-            if reason is None:
+            manifest = load_manifest(out_dir)
+            reason = reusable(out_dir, manifest)
+            if reason is None and manifest is not None:
                 print(f"corpora: outputs in {out_dir} are up to date with the installed packages; reused them")
-                print(summary(load_manifest(out_dir), out_dir))
+                print(summary(manifest, out_dir))
                 return 0
             log(f"building ({reason})")
         versions = ensure_packages(log)

@@ -31,33 +31,14 @@ GENERAL_BYTES=400000 DOMAIN_BYTES=200000 HELDOUT_BYTES=40000
 PRE_LR=3e-3 FT_LR=3e-4 SEED=${SEED:-0}
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-# cut_text FILE BYTES OUT: about BYTES of FILE (0: all), taken as evenly spaced runs of whole
-# paragraphs so that every source of the corpus is represented.
-cut_text() {
-  if [ "$2" = 0 ]; then cp "$1" "$3"; else python3 - "$1" "$2" "$3" <<'PY'
-import sys
-src, n, dst = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-paragraphs = open(src, encoding='utf-8').read().split('\n\n')
-blocks, current = [], []
-for p in paragraphs:
-    current.append(p)
-    if sum(len(x) for x in current) >= 4096:
-        blocks.append(current); current = []
-if current: blocks.append(current)
-total = sum(len(p) + 2 for p in paragraphs)
-ratio = min(1.0, n / max(total, 1))
-kept = [b for j, b in enumerate(blocks) if int((j + 1) * ratio) > int(j * ratio)]
-open(dst, 'w', encoding='utf-8').write('\n\n'.join(p for b in kept for p in b) + '\n')
-PY
-  fi
-}
-
 step "1/6 corpora (Debian packages → $CORPORA)"
 python3 scripts/corpora.py --out "$CORPORA"
-cut_text "$CORPORA/general.train.txt" "$GENERAL_BYTES" "$OUT/text/general.train.txt"
-cut_text "$CORPORA/domain.train.txt" "$DOMAIN_BYTES" "$OUT/text/domain.train.txt"
-cut_text "$CORPORA/general.heldout.txt" "$HELDOUT_BYTES" "$OUT/text/general.heldout.txt"
-cut_text "$CORPORA/domain.heldout.txt" "$HELDOUT_BYTES" "$OUT/text/domain.heldout.txt"
+# `corpora.py cut FILE BYTES OUT`: about BYTES of FILE (0: all), taken as evenly spaced runs of
+# whole paragraphs so that every source of the corpus is represented.
+python3 scripts/corpora.py cut "$CORPORA/general.train.txt" "$GENERAL_BYTES" "$OUT/text/general.train.txt"
+python3 scripts/corpora.py cut "$CORPORA/domain.train.txt" "$DOMAIN_BYTES" "$OUT/text/domain.train.txt"
+python3 scripts/corpora.py cut "$CORPORA/general.heldout.txt" "$HELDOUT_BYTES" "$OUT/text/general.heldout.txt"
+python3 scripts/corpora.py cut "$CORPORA/domain.heldout.txt" "$HELDOUT_BYTES" "$OUT/text/domain.heldout.txt"
 wc -c "$OUT"/text/*.txt
 
 step "2/6 pretrain the base model ($SIZE, vocab $VOCAB, $PRE_STEPS steps) on general text"
