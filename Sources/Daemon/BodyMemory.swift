@@ -35,8 +35,7 @@ final class BodyMemory: Sendable {
                 // storage is kept (clearing a shared buffer would allocate a new one).
                 pick?.clear()
             }
-            // Idle buffers give way to bodies in flight.
-            while s.inFlight + s.idleBytes > limit, let dropped = s.idle.popLast() { s.idleBytes -= dropped.capacity }
+            Self.dropIdle(beyond: limit, &s)
             return pick.map(Grant.reused) ?? .fresh
         }
         switch grant {
@@ -54,9 +53,14 @@ final class BodyMemory: Sendable {
         state.withLock { s in
             guard s.inFlight + bytes <= limit else { return false }
             s.inFlight += bytes
-            while s.inFlight + s.idleBytes > limit, let dropped = s.idle.popLast() { s.idleBytes -= dropped.capacity }
+            Self.dropIdle(beyond: limit, &s)
             return true
         }
+    }
+
+    /// Idle buffers give way to bodies in flight.
+    private static func dropIdle(beyond limit: Int, _ s: inout State) {
+        while s.inFlight + s.idleBytes > limit, let dropped = s.idle.popLast() { s.idleBytes -= dropped.capacity }
     }
 
     var refusal: IngestError { IngestError(status: 503, "too many bytes in flight (limit \(limit)); retry later") }

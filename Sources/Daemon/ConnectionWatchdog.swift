@@ -164,16 +164,21 @@ final class RequestDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
         self.logger = logger
     }
 
+    /// The limit a client exceeded; the raw value is the metric label.
+    enum Limit: String {
+        case idle, header, bodyProgress = "body_progress", request
+    }
+
     /// When the client's current part runs out of time, and which limit that is.
-    var deadline: (at: NIODeadline, limit: String)? {
+    var deadline: (at: NIODeadline, limit: Limit)? {
         switch phase {
         case .idle(let since):
-            return (since + limits.idle, "idle")
+            return (since + limits.idle, .idle)
         case .head(let started):
-            return limits.header <= limits.request ? (started + limits.header, "header") : (started + limits.request, "request")
+            return limits.header <= limits.request ? (started + limits.header, .header) : (started + limits.request, .request)
         case .body(let started, let lastBytes):
             let progress = lastBytes + limits.bodyProgress, total = started + limits.request
-            return progress <= total ? (progress, "body_progress") : (total, "request")
+            return progress <= total ? (progress, .bodyProgress) : (total, .request)
         case .answering:
             return nil
         }
@@ -262,9 +267,9 @@ final class RequestDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
     private func check(_ context: ChannelHandlerContext) {
         guard let (at, limit) = deadline else { return }
         guard at <= .now() else { return arm(context) }
-        metrics.connectionClosed(reason: limit)
+        metrics.connectionClosed(reason: limit.rawValue)
         logger.debug("closing a connection whose client exceeded a limit", metadata: [
-            "limit": "\(limit)", "remote": "\(context.remoteAddress.map { "\($0)" } ?? "?")"])
+            "limit": "\(limit.rawValue)", "remote": "\(context.remoteAddress.map { "\($0)" } ?? "?")"])
         if case .idle = phase {
             context.close(promise: nil)
             return
@@ -274,9 +279,9 @@ final class RequestDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
             let seconds: (TimeAmount) -> String = { String(format: "%g", Double($0.nanoseconds) / 1e9) }
             let message: String
             switch limit {
-            case "header": message = "request header not complete within header_timeout_seconds (\(seconds(limits.header)) s)"
-            case "body_progress": message = "no request body bytes for body_timeout_seconds (\(seconds(limits.bodyProgress)) s)"
-            default: message = "request not complete within request_timeout_seconds (\(seconds(limits.request)) s)"
+            case .header: message = "request header not complete within header_timeout_seconds (\(seconds(limits.header)) s)"
+            case .bodyProgress: message = "no request body bytes for body_timeout_seconds (\(seconds(limits.bodyProgress)) s)"
+            case .request, .idle: message = "request not complete within request_timeout_seconds (\(seconds(limits.request)) s)"
             }
             var body = context.channel.allocator.buffer(capacity: 128)
             body.writeString(#"{"error":"\#(message)","status":408}"#)
