@@ -47,19 +47,25 @@ public struct CatalogFileAudit: Sendable {
     /// Checks the header, the size and every page's checksum. Returns the page size, or nil when
     /// the header is unusable.
     private mutating func auditDatabase(path: String) -> Int? {
-        guard let size = FileOps.size(path) else { problem(path, "file is missing"); return nil }
+        guard let measured = FileOps.size(path) else { problem(path, "file is missing"); return nil }
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { problem(path, "cannot be opened: \(SystemError.message(errno))"); return nil }
         defer { close(fd) }
         var headerBytes = [UInt8](repeating: 0, count: 100)
         let got = headerBytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 100, 0) }
-        guard got == 100 else { problem(path, "\(size) bytes, shorter than the 100-byte SQLite header (truncated)"); return nil }
+        guard got == 100 else { problem(path, "\(measured) bytes, shorter than the 100-byte SQLite header (truncated)"); return nil }
         let header: CatalogFileFormat.Header
         switch CatalogFileFormat.parseHeader(headerBytes) {
         case .success(let h): header = h
         case .failure(let p): problem(path, p.text); return nil
         }
         let ps = header.pageSize
+        var size = measured
+        // A checkpoint beside a live writer writes page 1 (the page count) before the pages that
+        // extend the file: a file shorter than its header says is re-measured before it is damage.
+        if let recorded = header.recordedPages, size < UInt64(recorded) * UInt64(ps) {
+            size = Self.settledSize(path: path, atLeast: UInt64(recorded) * UInt64(ps)) ?? size
+        }
         let full = Int(size / UInt64(ps))
         if size % UInt64(ps) != 0 {
             problem(path, "\(size) bytes is not a whole number of \(ps)-byte pages: the last \(size % UInt64(ps)) bytes are a partial page (truncated or extended)")
@@ -107,6 +113,16 @@ public struct CatalogFileAudit: Sendable {
             if read == ps && logit_catalog_page_checksum_ok(page, ps) != 0 { return true }
         }
         return false
+    }
+
+    /// The file's size once it reaches `bytes` within a few re-reads (a checkpoint still writing),
+    /// or nil when it stays shorter. Damage stays.
+    private static func settledSize(path: String, atLeast bytes: UInt64) -> UInt64? {
+        for _ in 0..<3 {
+            usleep(10_000)
+            if let size = FileOps.size(path), size >= bytes { return size }
+        }
+        return nil
     }
 
     /// One frame as found in the WAL file.

@@ -54,6 +54,19 @@ final class CatalogChecksumTests: XCTestCase {
         XCTAssertEqual(try verifyProblems(dir), [])
     }
 
+    /// A catalog shorter than its header's page count is truncated, and stays reported as such
+    /// after the audit re-measures it (the re-measuring is for checkpoints still writing).
+    func testATruncatedCatalogIsReportedAfterRemeasuring() throws {
+        let (dir, _) = try makeClosedCache()
+        let path = dir + "/catalog.sqlite"
+        let file = try bytes(path)
+        let pageSize = be16(file, 16), pages = file.count / pageSize
+        XCTAssertEqual(truncate(path, off_t((pages - 1) * pageSize)), 0)
+        let audit = CatalogFileAudit.run(catalogPath: path)
+        XCTAssertTrue(audit.problems.contains { $0.message == "the header records \(pages) pages, the file holds \(pages - 1): truncated" },
+                      "\(audit.problems)")
+    }
+
     func testAFlipInAFreePageIsReportedWithFileAndPageThoughSQLiteSeesNothing() throws {
         let (dir, _) = try makeClosedCache()
         try {
